@@ -1,0 +1,85 @@
+"""Settings, read once from the environment (`CELLAR_*`) and passed down explicitly.
+
+Nothing reads the environment after start-up: every component receives a `Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+BACKENDS = ("fake", "local", "openstack")
+
+
+def _default_state_dir() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "cellar"
+
+
+@dataclass(frozen=True)
+class Settings:
+    state_dir: Path = field(default_factory=_default_state_dir)
+    database_url: str = ""
+    backend: str = "fake"
+    resource_manager: str = "native"
+    api_host: str = "127.0.0.1"
+    api_port: int = 8779
+    dns_zone: str = "cellar.internal"
+    # The fake cloud: seconds each call takes and each server/volume spends building.
+    fake_latency_s: float = 0.0
+    # Waits of the task manager.
+    poll_interval_s: float = 0.05
+    server_timeout_s: float = 120.0
+    volume_timeout_s: float = 60.0
+    guest_timeout_s: float = 600.0
+    # Transient failures are retried this many times, `retry_delay_s` apart.
+    retry_attempts: int = 5
+    retry_delay_s: float = 0.2
+    # Task manager: flows run at once, and how long a claimed job stays claimed
+    # without a renewal before another task manager may take it over.
+    workers: int = 8
+    job_lease_s: float = 15.0
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(
+                self, "database_url", f"sqlite:///{Path(self.state_dir) / 'cellar.sqlite'}"
+            )
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+
+    @property
+    def fake_cloud_path(self) -> Path:
+        return Path(self.state_dir) / "fake-cloud.sqlite"
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+
+def _convert(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if name == "state_dir":
+        return Path(raw)
+    return raw
+
+
+def settings_from_env(env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from `CELLAR_<FIELD>` variables, then explicit overrides (CLI options)."""
+    env = dict(os.environ) if env is None else env
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = env.get(f"CELLAR_{f.name.upper()}")
+        if raw is not None and raw != "":
+            values[f.name] = _convert(f.name, raw, getattr(defaults, f.name))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    if "state_dir" in values and "database_url" not in values:
+        values["database_url"] = ""
+    return Settings(**values)

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy rows, keyword-only repository functions, Alembic migrations."""

@@ -1,0 +1,166 @@
+"""The database rows. Schema changes go through Alembic (`db/migrations`), never create_all."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Flavor(Base):
+    __tablename__ = "flavors"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    ram_mb: Mapped[int] = mapped_column(Integer)
+    vcpus: Mapped[int] = mapped_column(Integer)
+
+
+class Datastore(Base):
+    __tablename__ = "datastores"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    default_version_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class DatastoreVersion(Base):
+    __tablename__ = "datastore_versions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    datastore_id: Mapped[str] = mapped_column(ForeignKey("datastores.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    manager: Mapped[str] = mapped_column(String(64))
+    image: Mapped[str] = mapped_column(String(255))
+    # Comma-separated TCP ports the datastore listens on (rules are made for each).
+    ports: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    hostname: Mapped[str | None] = mapped_column(String(255))
+    flavor_id: Mapped[str] = mapped_column(String(36))
+    volume_size: Mapped[int] = mapped_column(Integer)
+    datastore_version_id: Mapped[str] = mapped_column(ForeignKey("datastore_versions.id"))
+    compute_instance_id: Mapped[str | None] = mapped_column(String(64))
+    volume_id: Mapped[str | None] = mapped_column(String(64))
+    security_group_id: Mapped[str | None] = mapped_column(String(64))
+    dns_record_id: Mapped[str | None] = mapped_column(String(64))
+    addresses: Mapped[list[Any]] = mapped_column(default=list)
+    task_status: Mapped[str] = mapped_column(String(64))
+    task_description: Mapped[str | None] = mapped_column(String(255))
+    task_start_time: Mapped[datetime | None] = mapped_column(DateTime)
+    server_status: Mapped[str | None] = mapped_column(String(64))
+    service_status: Mapped[str] = mapped_column(String(64))
+    service_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    access: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    configuration_id: Mapped[str | None] = mapped_column(String(36))
+    cluster_id: Mapped[str | None] = mapped_column(String(36))
+    provisioning_engine: Mapped[str] = mapped_column(
+        String(36), default="native", server_default="native"
+    )
+    stack_id: Mapped[str | None] = mapped_column(String(36))
+    fault_message: Mapped[str | None] = mapped_column(Text)
+    fault_details: Mapped[str | None] = mapped_column(Text)
+    fault_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class SecurityGroup(Base):
+    __tablename__ = "security_groups"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(255), index=True)
+    instance_id: Mapped[str | None] = mapped_column(ForeignKey("instances.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(String(255), default="")
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SecurityGroupRule(Base):
+    __tablename__ = "security_group_rules"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    group_id: Mapped[str] = mapped_column(ForeignKey("security_groups.id"), index=True)
+    protocol: Mapped[str] = mapped_column(String(16))
+    from_port: Mapped[int] = mapped_column(Integer)
+    to_port: Mapped[int] = mapped_column(Integer)
+    cidr: Mapped[str] = mapped_column(String(64))
+    # The cloud's id for the rule; None until the task manager has applied it.
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class DNSRecord(Base):
+    __tablename__ = "dns_records"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(16))
+    data: Mapped[str] = mapped_column(String(255))
+    provider_id: Mapped[str | None] = mapped_column(String(64))
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Event(Base):
+    """One row per step of every operation, shown to users (`GET /instances/{id}/events`)."""
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    operation: Mapped[str] = mapped_column(String(64))
+    step: Mapped[str] = mapped_column(String(128))
+    outcome: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text, default="")
+    duration_ms: Mapped[int | None] = mapped_column(Integer)
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Job(Base):
+    """A unit of work for the task manager, written in the same transaction as its cause."""
+
+    __tablename__ = "jobs"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    args: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # queued -> running -> succeeded | failed
+    state: Mapped[str] = mapped_column(String(16))
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+
+    __table_args__ = (Index("ix_jobs_state_created", "state", "created"),)
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class TaskflowPath(Base):
+    """TaskFlow's logbook, stored path -> JSON (see `taskmanager.persistence`)."""
+
+    __tablename__ = "taskflow_paths"
+    path: Mapped[str] = mapped_column(String(255), primary_key=True)
+    parent: Mapped[str] = mapped_column(String(255), index=True)
+    value: Mapped[str | None] = mapped_column(Text)
+    link: Mapped[str | None] = mapped_column(String(255))

@@ -1,0 +1,88 @@
+"""Value objects that describe what an operation should build or change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NewType
+
+InstanceId = NewType("InstanceId", str)
+ProjectId = NewType("ProjectId", str)
+
+RESOURCE_PREFIX = "cellar-"
+
+
+def resource_name(instance_id: str) -> str:
+    """The one name every cloud resource of an instance carries: creates look it up first."""
+    return f"{RESOURCE_PREFIX}{instance_id}"
+
+
+def instance_id_from_name(name: str) -> str | None:
+    """The owning instance id of a cloud resource named by `resource_name`, else None."""
+    if name.startswith(RESOURCE_PREFIX):
+        return name[len(RESOURCE_PREFIX) :]
+    return None
+
+
+@dataclass(frozen=True)
+class FlavorSpec:
+    id: str
+    name: str
+    ram_mb: int
+    vcpus: int
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One ingress rule: protocol, port range and source CIDR."""
+
+    protocol: str
+    from_port: int
+    to_port: int
+    cidr: str
+
+
+@dataclass(frozen=True)
+class DatabaseSpec:
+    name: str
+    character_set: str | None = None
+    collate: str | None = None
+
+
+@dataclass(frozen=True)
+class UserSpec:
+    name: str
+    password: str
+    databases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """Everything needed to provision one instance; built once from the create request."""
+
+    instance_id: str
+    name: str
+    project_id: str
+    flavor: FlavorSpec
+    volume_size_gb: int
+    datastore: str
+    datastore_version: str
+    image: str
+    ports: tuple[int, ...]
+    allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    databases: tuple[DatabaseSpec, ...] = ()
+    users: tuple[UserSpec, ...] = ()
+    dns_zone: str = "cellar.internal"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def resource_name(self) -> str:
+        return resource_name(self.instance_id)
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.resource_name}.{self.dns_zone}"
+
+    def ingress_rules(self) -> tuple[RuleSpec, ...]:
+        return tuple(
+            RuleSpec("tcp", port, port, cidr) for cidr in self.allowed_cidrs for port in self.ports
+        )

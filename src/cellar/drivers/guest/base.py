@@ -1,0 +1,52 @@
+"""The guest: the agent inside each server, seen from the control plane.
+
+Guest commands are not resource-manager operations: every manager uses this same client.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+
+from cellar.domain.specs import InstanceSpec
+from cellar.domain.status import ServiceStatus
+from cellar.drivers.base import DriverError
+
+
+class GuestError(DriverError):
+    """The guest refused or failed a command."""
+
+
+@dataclass(frozen=True)
+class GuestStatus:
+    service: ServiceStatus
+    # Seconds since the guest last reported; None when it never has.
+    age_s: float | None = None
+
+
+class GuestDriver(abc.ABC):
+    name: str = "guest"
+
+    @abc.abstractmethod
+    def prepare(self, instance_id: str, *, server_id: str, spec: InstanceSpec) -> None:
+        """Ask the guest to set up the datastore (asynchronous: poll `status`)."""
+
+    @abc.abstractmethod
+    def status(self, instance_id: str) -> GuestStatus: ...
+
+    @abc.abstractmethod
+    def stop_db(self, instance_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def start_db(self, instance_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def restart(self, instance_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def resize_fs(self, instance_id: str) -> None:
+        """Grow the datastore's filesystem to its volume's new size."""
+
+    @abc.abstractmethod
+    def forget(self, instance_id: str) -> None:
+        """Drop whatever the control plane holds for this guest (on delete)."""

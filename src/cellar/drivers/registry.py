@@ -1,0 +1,43 @@
+"""The service registry: the drivers of one backend, built from settings.
+
+Backends are imported lazily by name, so nobody imports openstacksdk who does not use it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cellar.config import Settings
+from cellar.drivers.compute.base import ComputeDriver
+from cellar.drivers.dns.base import DNSDriver
+from cellar.drivers.guest.base import GuestDriver
+from cellar.drivers.network.base import NetworkDriver
+from cellar.drivers.volume.base import VolumeDriver
+
+
+@dataclass(frozen=True)
+class Services:
+    compute: ComputeDriver
+    volume: VolumeDriver
+    network: NetworkDriver
+    dns: DNSDriver
+    guest: GuestDriver
+
+
+_BACKENDS: dict[str, tuple[str, str]] = {
+    "fake": ("cellar.drivers.fake", "build_services"),
+}
+
+
+def build_services(settings: Settings) -> Services:
+    try:
+        module_name, attr = _BACKENDS[settings.backend]
+    except KeyError:
+        raise ValueError(
+            f"backend {settings.backend!r} is not available yet; choose one of "
+            f"{', '.join(sorted(_BACKENDS))}"
+        ) from None
+    factory: Callable[[Settings], Services] = getattr(importlib.import_module(module_name), attr)
+    return factory(settings)
