@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NewType
+from dataclasses import asdict, dataclass, field
+from typing import Any, NewType
 
 InstanceId = NewType("InstanceId", str)
 ProjectId = NewType("ProjectId", str)
@@ -86,3 +86,37 @@ class InstanceSpec:
         return tuple(
             RuleSpec("tcp", port, port, cidr) for cidr in self.allowed_cidrs for port in self.ports
         )
+
+
+def spec_to_dict(spec: InstanceSpec) -> dict[str, Any]:
+    """A JSON-safe form of the spec, stored with the provision job."""
+    return asdict(spec)
+
+
+def spec_from_dict(data: dict[str, Any]) -> InstanceSpec:
+    values = dict(data)
+    values["flavor"] = FlavorSpec(**values["flavor"])
+    values["ports"] = tuple(values["ports"])
+    values["allowed_cidrs"] = tuple(values["allowed_cidrs"])
+    values["databases"] = tuple(DatabaseSpec(**d) for d in values.get("databases", ()))
+    values["users"] = tuple(
+        UserSpec(name=u["name"], password=u["password"], databases=tuple(u["databases"]))
+        for u in values.get("users", ())
+    )
+    return InstanceSpec(**values)
+
+
+def flavor_to_dict(flavor: FlavorSpec) -> dict[str, Any]:
+    return asdict(flavor)
+
+
+def flavor_from_dict(data: dict[str, Any]) -> FlavorSpec:
+    return FlavorSpec(**data)
+
+
+def rule_to_dict(rule: RuleSpec) -> dict[str, Any]:
+    return asdict(rule)
+
+
+def rule_from_dict(data: dict[str, Any]) -> RuleSpec:
+    return RuleSpec(**data)

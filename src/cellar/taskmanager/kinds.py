@@ -1,0 +1,28 @@
+"""Job kinds, and the arguments each carries (`jobs.args`, JSON).
+
+- provision_instance (task BUILDING): {"spec": spec_to_dict(InstanceSpec)}
+- resize_flavor (RESIZING): {"flavor": flavor_to_dict(FlavorSpec)}
+- resize_volume (RESIZING_VOLUME): {"size_gb": int}
+- reboot (REBOOTING): {}
+- restart (RESTARTING): {}; a guest task, common to every manager
+- delete_instance (DELETING): {}
+- add_security_group_rule (task unchanged): {"rule_id": str, "rule": rule_to_dict(RuleSpec)}
+- delete_security_group_rule (task unchanged): {"rule_id": str}
+- update_security_group_rule_cidr (task unchanged): {"rule_id": str, "cidr": str}
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class JobKind(enum.Enum):
+    PROVISION_INSTANCE = "provision_instance"
+    RESIZE_FLAVOR = "resize_flavor"
+    RESIZE_VOLUME = "resize_volume"
+    REBOOT = "reboot"
+    RESTART = "restart"
+    DELETE_INSTANCE = "delete_instance"
+    ADD_SECURITY_GROUP_RULE = "add_security_group_rule"
+    DELETE_SECURITY_GROUP_RULE = "delete_security_group_rule"
+    UPDATE_SECURITY_GROUP_RULE_CIDR = "update_security_group_rule_cidr"
