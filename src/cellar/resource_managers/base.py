@@ -67,6 +67,16 @@ class InstanceRecord:
     created: datetime
 
 
+@dataclass(frozen=True)
+class RuleRecord:
+    id: str
+    protocol: str
+    from_port: int
+    to_port: int
+    cidr: str
+    provider_id: str | None
+
+
 class InstanceStore(Protocol):
     """The control plane's records, as resource managers see them.
 
@@ -91,7 +101,16 @@ class InstanceStore(Protocol):
     def is_deleting(self, instance_id: str) -> bool:
         """True once a delete was asked: running flows stop at their next step."""
 
+    def record_group_rules(self, instance_id: str, rules: list[tuple[RuleSpec, str]]) -> None:
+        """Give the instance's rule rows the cloud ids of the rules made for them."""
+
+    def rule(self, rule_id: str) -> RuleRecord: ...
+
+    def rule_provider_id(self, rule_id: str) -> str | None: ...
+
     def set_rule_provider_id(self, rule_id: str, provider_id: str | None) -> None: ...
+
+    def update_rule(self, rule_id: str, *, cidr: str, provider_id: str | None) -> None: ...
 
 
 @dataclass(frozen=True)

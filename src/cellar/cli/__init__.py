@@ -1,0 +1,16 @@
+"""The `cellar` command."""
+
+from __future__ import annotations
+
+import click
+
+from cellar.cli import client, demo, server
+
+
+@click.group()
+def main() -> None:
+    """cellar: databases as a service."""
+
+
+for command in (*server.COMMANDS, *client.COMMANDS, demo.demo):
+    main.add_command(command)

@@ -1,0 +1,231 @@
+"""Server-side commands: serve, api, taskmanager, token, db, audit."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import click
+
+from cellar.cli.options import settings_from, settings_options
+from cellar.config import Settings
+from cellar.db.engine import make_engine, make_session_factory, transaction
+from cellar.db.migrate import upgrade
+
+log = logging.getLogger("cellar")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("CELLAR_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _migrated(settings: Settings) -> Any:
+    engine = make_engine(settings.database_url)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    upgrade(engine)
+    return engine
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that gives a child process the same settings."""
+    env = dict(os.environ)
+    for field in dataclasses.fields(Settings):
+        env[f"CELLAR_{field.name.upper()}"] = str(getattr(settings, field.name))
+    return env
+
+
+def _check_manager(settings: Settings) -> None:
+    from cellar.domain.errors import CellarError
+    from cellar.resource_managers import manager_class
+
+    try:
+        manager_class(settings.resource_manager)
+    except CellarError as exc:
+        raise click.BadParameter(exc.message, param_hint="--resource-manager") from exc
+
+
+class Supervisor:
+    """Keeps the task manager process running beside the API: a crash is restarted and
+    the new process resumes the jobs the old one held."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.stopping = threading.Event()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._spawn()
+        self.thread.start()
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "cellar", "taskmanager"], env=settings_env(self.settings)
+        )
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(0.5):
+            if self.proc is not None and self.proc.poll() is not None:
+                log.warning("task manager exited with %s; starting it again", self.proc.returncode)
+                time.sleep(0.5)
+                if not self.stopping.is_set():
+                    self._spawn()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+@click.command()
+@settings_options
+@click.option("--host", "api_host", default=None, help="Address the API listens on.")
+@click.option("--port", "api_port", type=int, default=None, help="Port the API listens on.")
+def serve(**cli: Any) -> None:
+    """The API and the task manager in one process tree (the embedded default)."""
+    import uvicorn
+
+    from cellar.api.app import create_app
+
+    _logging()
+    settings = settings_from(**cli)
+    _check_manager(settings)
+    engine = _migrated(settings)
+    supervisor = Supervisor(settings)
+    supervisor.start()
+    log.info(
+        "cellar serving on http://%s:%s (backend %s, resource manager %s, state %s)",
+        settings.api_host,
+        settings.api_port,
+        settings.backend,
+        settings.resource_manager,
+        settings.state_dir,
+    )
+    try:
+        uvicorn.run(
+            create_app(settings, engine=engine),
+            host=settings.api_host,
+            port=settings.api_port,
+            log_level="warning",
+        )
+    finally:
+        supervisor.stop()
+
+
+@click.command()
+@settings_options
+@click.option("--host", "api_host", default=None)
+@click.option("--port", "api_port", type=int, default=None)
+def api(**cli: Any) -> None:
+    """The REST API alone."""
+    import uvicorn
+
+    from cellar.api.app import create_app
+
+    _logging()
+    settings = settings_from(**cli)
+    engine = _migrated(settings)
+    uvicorn.run(
+        create_app(settings, engine=engine),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level="warning",
+    )
+
+
+@click.command()
+@settings_options
+@click.option("--name", default=None, help="This task manager's name (default: host name).")
+def taskmanager(name: str | None, **cli: Any) -> None:
+    """Run jobs; resume the unfinished ones this task manager held when it stopped."""
+    from cellar.taskmanager.runner import TaskManager
+
+    _logging()
+    settings = settings_from(**cli)
+    _check_manager(settings)
+    engine = _migrated(settings)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    manager = TaskManager(settings, engine=engine, name=name)
+    manager.start()
+    log.info(
+        "task manager %s running (%s, %s)",
+        manager.name,
+        settings.backend,
+        settings.resource_manager,
+    )
+    stop.wait()
+    log.info("task manager %s stopping", manager.name)
+    manager.stop()
+
+
+@click.group()
+def token() -> None:
+    """API tokens (standalone mode)."""
+
+
+@token.command("issue")
+@settings_options
+@click.option("--project", required=True, help="The project the token acts for.")
+@click.option("--admin", is_flag=True, help="The token sees every project.")
+def token_issue(project: str, admin: bool, **cli: Any) -> None:
+    """Print a new token; the last line of output is the token alone."""
+    from cellar.db.tokens import issue_token
+
+    settings = settings_from(**cli)
+    engine = _migrated(settings)
+    with transaction(make_session_factory(engine)) as s:
+        value = issue_token(s, project_id=project, is_admin=admin)
+    click.echo(f"# token for project {project}{' (admin)' if admin else ''}", err=True)
+    click.echo(value)
+
+
+@click.group()
+def db() -> None:
+    """The control plane's database."""
+
+
+@db.command("upgrade")
+@settings_options
+def db_upgrade(**cli: Any) -> None:
+    """Apply every Alembic migration not yet applied."""
+    settings = settings_from(**cli)
+    _migrated(settings)
+    click.echo(f"database at {settings.database_url} is up to date")
+
+
+@click.command()
+@settings_options
+def audit(**cli: Any) -> None:
+    """List cloud resources that no live instance owns; exit 1 if there is any."""
+    from cellar.drivers.registry import build_services
+    from cellar.taskmanager.audit import find_orphans
+
+    settings = settings_from(**cli)
+    engine = _migrated(settings)
+    orphans = find_orphans(build_services(settings), make_session_factory(engine))
+    if not orphans:
+        click.echo("audit: clean (no cloud resource without a live instance)")
+        return
+    click.echo(f"audit: {len(orphans)} orphaned resource(s):")
+    for o in orphans:
+        click.echo(f"  {o.kind:15} {o.id}  {o.name}  (instance {o.instance_id})")
+    sys.exit(1)
+
+
+COMMANDS = (serve, api, taskmanager, token, db, audit)

@@ -1,0 +1,181 @@
+"""What every resource manager shares: the task base, retries, waits, naming and the
+guest steps (prepare, wait, stop/start, restart). One place, not one copy per manager."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from taskflow import task
+from taskflow.patterns import linear_flow
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+
+from cellar.domain.errors import CellarError, TransientError
+from cellar.domain.specs import InstanceSpec
+from cellar.domain.status import ServiceStatus
+from cellar.resource_managers.base import ManagerContext
+
+T = TypeVar("T")
+
+
+class OperationCancelled(CellarError):
+    """The instance is being deleted: the running operation stops and reverts."""
+
+    def __init__(self, instance_id: str) -> None:
+        super().__init__(f"Instance {instance_id} is being deleted; the operation stopped.")
+
+
+class StepTimeout(CellarError):
+    def __init__(self, what: str, timeout_s: float, last: str) -> None:
+        super().__init__(f"Timed out after {timeout_s:g} s waiting for {what} (last seen: {last}).")
+
+
+class CellarTask(task.Task):  # type: ignore[misc]
+    """A step of a flow: idempotent `execute`, and a `revert` that undoes it."""
+
+    def __init__(
+        self,
+        ctx: ManagerContext,
+        instance_id: str,
+        *,
+        name: str,
+        provides: str | None = None,
+        inject: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name=name, provides=provides, inject=inject)
+        self.ctx = ctx
+        self.instance_id = instance_id
+
+    @property
+    def services(self) -> Any:
+        return self.ctx.services
+
+    def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Call a driver, retrying transient failures with a delay; permanent ones raise."""
+        settings = self.ctx.settings
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            stop=stop_after_attempt(max(1, settings.retry_attempts)),
+            wait=wait_fixed(settings.retry_delay_s),
+            sleep=self.ctx.sleep,
+            reraise=True,
+        )
+        result: T = retrying(fn, *args, **kwargs)
+        return result
+
+    def check_not_cancelled(self) -> None:
+        if self.ctx.store.is_deleting(self.instance_id):
+            raise OperationCancelled(self.instance_id)
+
+    def wait_for(
+        self,
+        what: str,
+        probe: Callable[[], T],
+        done: Callable[[T], bool],
+        *,
+        timeout_s: float,
+        failed: Callable[[T], str | None] = lambda _v: None,
+        cancellable: bool = True,
+    ) -> T:
+        """Poll `probe` until `done`; raise on `failed`, timeout, or (if cancellable) delete."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            value = self.call(probe)
+            if done(value):
+                return value
+            reason = failed(value)
+            if reason:
+                raise CellarError(f"{what} failed: {reason}")
+            if time.monotonic() >= deadline:
+                raise StepTimeout(what, timeout_s, repr(value))
+            if cancellable:
+                self.check_not_cancelled()
+            self.ctx.sleep(self.ctx.settings.poll_interval_s)
+
+
+def wait_for_service(
+    t: CellarTask, wanted: ServiceStatus, *, timeout_s: float, cancellable: bool = True
+) -> None:
+    """Wait until the guest reports `wanted`, recording each status it reports."""
+    guest = t.services.guest
+    seen: list[ServiceStatus] = []
+
+    def probe() -> ServiceStatus:
+        status: ServiceStatus = guest.status(t.instance_id).service
+        if not seen or seen[-1] is not status:
+            seen.append(status)
+            t.ctx.store.set_service_status(t.instance_id, status)
+        return status
+
+    t.wait_for(
+        f"the datastore to be {wanted.value}",
+        probe,
+        lambda s: s is wanted,
+        failed=lambda s: f"the guest reports {s.value}" if s is ServiceStatus.FAILED else None,
+        timeout_s=timeout_s,
+        cancellable=cancellable,
+    )
+
+
+class PrepareGuest(CellarTask):
+    """Ask the guest to set up the datastore (asynchronous; `WaitForGuest` follows)."""
+
+    def __init__(self, ctx: ManagerContext, spec: InstanceSpec, *, name: str) -> None:
+        super().__init__(ctx, spec.instance_id, name=name)
+        self.spec = spec
+
+    def execute(self, server_id: str) -> None:
+        self.check_not_cancelled()
+        status = self.call(self.services.guest.status, self.instance_id).service
+        if status in (ServiceStatus.NEW, ServiceStatus.UNKNOWN):
+            self.call(
+                self.services.guest.prepare, self.instance_id, server_id=server_id, spec=self.spec
+            )
+        self.ctx.store.set_service_status(self.instance_id, ServiceStatus.BUILDING)
+
+
+class WaitForGuest(CellarTask):
+    """The instance is ACTIVE only when its datastore reports RUNNING."""
+
+    def execute(self) -> None:
+        wait_for_service(self, ServiceStatus.RUNNING, timeout_s=self.ctx.settings.guest_timeout_s)
+
+
+class StopDatastore(CellarTask):
+    """Stop the datastore before the server changes; started again if the flow reverts."""
+
+    def execute(self) -> None:
+        self.check_not_cancelled()
+        self.call(self.services.guest.stop_db, self.instance_id)
+        wait_for_service(self, ServiceStatus.SHUTDOWN, timeout_s=self.ctx.settings.guest_timeout_s)
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        self.call(self.services.guest.start_db, self.instance_id)
+        wait_for_service(
+            self,
+            ServiceStatus.RUNNING,
+            timeout_s=self.ctx.settings.guest_timeout_s,
+            cancellable=False,
+        )
+
+
+class StartDatastore(CellarTask):
+    def execute(self) -> None:
+        if self.services.guest.status(self.instance_id).service is not ServiceStatus.RUNNING:
+            self.call(self.services.guest.start_db, self.instance_id)
+        wait_for_service(self, ServiceStatus.RUNNING, timeout_s=self.ctx.settings.guest_timeout_s)
+
+
+class RestartDatastore(CellarTask):
+    def execute(self) -> None:
+        self.check_not_cancelled()
+        self.call(self.services.guest.restart, self.instance_id)
+        wait_for_service(self, ServiceStatus.RUNNING, timeout_s=self.ctx.settings.guest_timeout_s)
+
+
+def restart_flow(ctx: ManagerContext, instance_id: str) -> linear_flow.Flow:
+    """Restart the datastore: a guest task, the same under every resource manager."""
+    return linear_flow.Flow("restart").add(
+        RestartDatastore(ctx, instance_id, name="datastore.restart")
+    )

@@ -1,0 +1,97 @@
+"""From a job to the flow that does it: the resource manager's flow, wrapped in the
+task manager's lifecycle steps (the instance's task and status), and what a failure
+leaves behind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskflow import task
+from taskflow.patterns import linear_flow
+
+from cellar.db.models import Job
+from cellar.domain.specs import flavor_from_dict, rule_from_dict, spec_from_dict
+from cellar.domain.status import InstanceTask
+from cellar.resource_managers.base import ResourceManager
+from cellar.resource_managers.common import restart_flow
+from cellar.taskmanager.kinds import JobKind
+from cellar.taskmanager.store import DbInstanceStore
+
+
+class _Lifecycle(task.Task):  # type: ignore[misc]
+    def __init__(self, store: DbInstanceStore, instance_id: str, *, name: str) -> None:
+        super().__init__(name=name)
+        self.store = store
+        self.instance_id = instance_id
+
+
+class FinishTask(_Lifecycle):
+    """The last step of an operation: the instance is idle again, its fault cleared."""
+
+    def execute(self) -> None:
+        self.store.change_task(
+            self.instance_id, InstanceTask.NONE, fault_message=None, fault_details=None
+        )
+
+
+class MarkDeleted(_Lifecycle):
+    def execute(self) -> None:
+        self.store.mark_deleted(self.instance_id)
+
+
+# Which build error a failed provision step means (Trove's BUILDING_ERROR_*).
+_BUILD_ERRORS = {
+    "security_group": InstanceTask.BUILDING_ERROR_SEC_GROUP,
+    "volume": InstanceTask.BUILDING_ERROR_VOLUME,
+    "server": InstanceTask.BUILDING_ERROR_SERVER,
+    "dns": InstanceTask.BUILDING_ERROR_DNS,
+    "guest": InstanceTask.BUILDING_ERROR_TIMEOUT_GA,
+}
+
+
+def failure_task(kind: JobKind, failed_step: str | None, reverted: bool) -> InstanceTask | None:
+    """The task an instance gets when a job of `kind` failed at `failed_step`."""
+    if kind is JobKind.PROVISION_INSTANCE:
+        prefix = (failed_step or "").split(".", 1)[0]
+        return _BUILD_ERRORS.get(prefix, InstanceTask.ERROR)
+    if kind is JobKind.DELETE_INSTANCE:
+        return InstanceTask.ERROR
+    if kind in (
+        JobKind.RESIZE_FLAVOR,
+        JobKind.RESIZE_VOLUME,
+        JobKind.REBOOT,
+        JobKind.RESTART,
+    ):
+        # Reverted: the instance is as it was, the fault says what failed.
+        return InstanceTask.NONE if reverted else InstanceTask.ERROR
+    return None
+
+
+def build_flow(manager: ResourceManager, store: DbInstanceStore, job: Job) -> Any:
+    """The whole flow of `job`. Deterministic: a resumed job gets the same atoms."""
+    kind, iid, args = JobKind(job.kind), job.instance_id or "", job.args
+    finish = FinishTask(store, iid, name="instance.ready")
+    flow = linear_flow.Flow(kind.value)
+    if kind is JobKind.PROVISION_INSTANCE:
+        return flow.add(manager.provision_instance(spec_from_dict(args["spec"])), finish)
+    if kind is JobKind.RESIZE_FLAVOR:
+        return flow.add(manager.resize_flavor(iid, flavor_from_dict(args["flavor"])), finish)
+    if kind is JobKind.RESIZE_VOLUME:
+        return flow.add(manager.resize_volume(iid, int(args["size_gb"])), finish)
+    if kind is JobKind.REBOOT:
+        return flow.add(manager.reboot(iid), finish)
+    if kind is JobKind.RESTART:
+        return flow.add(restart_flow(manager.ctx, iid), finish)
+    if kind is JobKind.DELETE_INSTANCE:
+        return flow.add(
+            manager.delete_instance(iid), MarkDeleted(store, iid, name="instance.deleted")
+        )
+    if kind is JobKind.ADD_SECURITY_GROUP_RULE:
+        return flow.add(
+            manager.add_security_group_rule(iid, args["rule_id"], rule_from_dict(args["rule"]))
+        )
+    if kind is JobKind.DELETE_SECURITY_GROUP_RULE:
+        return flow.add(manager.delete_security_group_rule(iid, args["rule_id"]))
+    if kind is JobKind.UPDATE_SECURITY_GROUP_RULE_CIDR:
+        return flow.add(manager.update_security_group_rule_cidr(iid, args["rule_id"], args["cidr"]))
+    raise ValueError(f"unknown job kind {job.kind!r}")
