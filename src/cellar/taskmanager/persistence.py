@@ -18,14 +18,9 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, or_, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine
 from taskflow import exceptions as tf_exc
 from taskflow.persistence import path_based
-
-from cellar.db.models import TaskflowPath
-
-_T: Table = TaskflowPath.__table__  # type: ignore[assignment]
 
 
 class SqlPathBackend(path_based.PathBasedBackend):  # type: ignore[misc]
@@ -46,73 +41,89 @@ class SqlPathBackend(path_based.PathBasedBackend):  # type: ignore[misc]
 
 
 class _Connection(path_based.PathBasedConnection):  # type: ignore[misc]
-    backend: SqlPathBackend
+    """Plain SQL on the pool's DBAPI connections: TaskFlow writes several rows per step,
+    and SQLAlchemy's statement building and execution context cost more than the SQL."""
 
     def __init__(self, backend: SqlPathBackend) -> None:
         super().__init__(backend)
-        self.backend = backend
-        dialect = backend.engine.dialect.name
-        self._insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        self.sql = backend
+        self.sqlite = backend.engine.dialect.name == "sqlite"
+        mark = "?" if self.sqlite else "%s"
+        self.q_get = f"SELECT value FROM taskflow_paths WHERE path = {mark}"
+        self.q_children = f"SELECT path FROM taskflow_paths WHERE parent = {mark}"
+        self.q_set = (
+            f"INSERT INTO taskflow_paths (path, parent, value) VALUES ({mark}, {mark}, {mark}) "
+            "ON CONFLICT (path) DO UPDATE SET value = excluded.value"
+        )
+        self.q_link = (
+            f"INSERT INTO taskflow_paths (path, parent, link) VALUES ({mark}, {mark}, {mark}) "
+            "ON CONFLICT (path) DO NOTHING"
+        )
+        self.q_del = f"DELETE FROM taskflow_paths WHERE path = {mark} OR path LIKE {mark}"
 
     def _join_path(self, *parts: str) -> str:
         return posixpath.join(*parts)
 
     @contextlib.contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        """The open transaction of this thread if any, else a short one of its own."""
-        current: Connection | None = getattr(self.backend.local, "conn", None)
+    def _cursor(self) -> Iterator[Any]:
+        """The cursor of this thread's open transaction, else a one-statement one."""
+        current = getattr(self.sql.local, "cursor", None)
         if current is not None:
             yield current
             return
-        with self.backend.engine.begin() as conn:
-            yield conn
+        with self._transaction() as cursor:
+            yield cursor
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Connection]:
-        with self.backend.engine.begin() as conn:
-            self.backend.local.conn = conn
-            try:
-                yield conn
-            finally:
-                self.backend.local.conn = None
+    def _transaction(self) -> Iterator[Any]:
+        raw = self.sql.engine.raw_connection()
+        cursor = raw.cursor()
+        try:
+            if self.sqlite:
+                cursor.execute("BEGIN IMMEDIATE")
+            self.sql.local.cursor = cursor
+            yield cursor
+            if self.sqlite:
+                cursor.execute("COMMIT")
+            else:
+                raw.commit()
+        except BaseException:
+            raw.rollback()
+            raise
+        finally:
+            self.sql.local.cursor = None
+            cursor.close()
+            raw.close()
 
     def _get_item(self, path: str) -> Any:
-        with self._connection() as conn:
-            value = conn.execute(select(_T.c.value).where(_T.c.path == path)).scalar_one_or_none()
-        if value is None:
+        with self._cursor() as cur:
+            cur.execute(self.q_get, (path,))
+            row = cur.fetchone()
+        if row is None or row[0] is None:
             raise tf_exc.NotFound(f"Item not found: {path}")
-        return json.loads(value)
+        return json.loads(row[0])
 
-    def _set_item(self, path: str, value: Any, transaction: Connection) -> None:
-        data = json.dumps(value)
-        stmt = self._insert(_T).values(path=path, parent=posixpath.dirname(path), value=data)
-        transaction.execute(
-            stmt.on_conflict_do_update(index_elements=[_T.c.path], set_={"value": data})
-        )
+    def _set_item(self, path: str, value: Any, transaction: Any) -> None:
+        transaction.execute(self.q_set, (path, posixpath.dirname(path), json.dumps(value)))
 
-    def _del_tree(self, path: str, transaction: Connection) -> None:
-        transaction.execute(
-            delete(_T).where(or_(_T.c.path == path, _T.c.path.startswith(path + "/")))
-        )
+    def _del_tree(self, path: str, transaction: Any) -> None:
+        transaction.execute(self.q_del, (path, path + "/%"))
 
     def _get_children(self, path: str) -> list[str]:
-        with self._connection() as conn:
-            rows = conn.execute(select(_T.c.path).where(_T.c.parent == path)).scalars()
-            return [posixpath.basename(p) for p in rows]
+        with self._cursor() as cur:
+            cur.execute(self.q_children, (path,))
+            return [posixpath.basename(row[0]) for row in cur.fetchall()]
 
     def _ensure_path(self, path: str) -> None:
         """Paths need no folders here."""
 
-    def _create_link(self, src_path: str, dest_path: str, transaction: Connection) -> None:
-        stmt = self._insert(_T).values(
-            path=dest_path, parent=posixpath.dirname(dest_path), link=src_path
-        )
-        transaction.execute(stmt.on_conflict_do_nothing(index_elements=[_T.c.path]))
+    def _create_link(self, src_path: str, dest_path: str, transaction: Any) -> None:
+        transaction.execute(self.q_link, (dest_path, posixpath.dirname(dest_path), src_path))
 
     def validate(self) -> None:
-        with self.backend.engine.connect() as conn:
-            conn.execute(select(_T.c.path).limit(1))
+        with self._cursor() as cur:
+            cur.execute("SELECT 1 FROM taskflow_paths LIMIT 1")
 
     def clear_all(self) -> None:
-        with self._transaction() as conn:
-            conn.execute(delete(_T))
+        with self._transaction() as cur:
+            cur.execute("DELETE FROM taskflow_paths")

@@ -304,7 +304,7 @@ class _EventRecorder:
         self.add(self.job.kind, "failed", message, duration_ms=self.elapsed_ms())
 
     def on_atom(self, state: str, details: dict[str, Any]) -> None:
-        name = details.get("atom_name", "?")
+        name = str(details.get("task_name", "?"))
         if state == states.RUNNING:
             self.started[name] = time.monotonic()
             return

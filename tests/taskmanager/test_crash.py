@@ -1,0 +1,126 @@
+"""SIGKILL of the task manager in the middle of a create, then a restart: the instance
+reaches ACTIVE with exactly one of each resource."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ControlPlane, fast_settings
+from fastapi.testclient import TestClient
+
+from cellar.api.app import create_app
+from cellar.cli.server import settings_env
+from cellar.config import Settings
+from cellar.db.engine import make_engine, make_session_factory, transaction
+from cellar.db.migrate import upgrade
+from cellar.db.tokens import issue_token
+from cellar.drivers.fake import FakeCloud
+from cellar.drivers.registry import build_services
+from cellar.taskmanager.runner import TaskManager
+
+
+def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Processes:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def taskmanager(self, name: str) -> subprocess.Popen[bytes]:
+        env = settings_env(self.settings)
+        env["CELLAR_LOG_LEVEL"] = "WARNING"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "cellar", "taskmanager", "--name", name], env=env
+        )
+        self.procs.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def crash_plane(tmp_path: Path) -> Iterator[tuple[ControlPlane, Processes]]:
+    # Slow enough that a kill lands in the middle of the create.
+    settings = fast_settings(tmp_path, fake_latency_s=0.15, job_lease_s=2.0, workers=2)
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with transaction(make_session_factory(engine)) as s:
+        token = issue_token(s, project_id="p1")
+    services = build_services(settings)
+    cloud = FakeCloud(settings.fake_cloud_path)
+    tm = TaskManager(settings, engine=engine, services=services, name="unused")
+    http = TestClient(create_app(settings, engine=engine), headers={"X-Auth-Token": token})
+    procs = Processes(settings)
+    try:
+        yield ControlPlane(settings, engine, services, cloud, tm, http), procs
+    finally:
+        procs.stop_all()
+        engine.dispose()
+
+
+def _one_of_each(plane: ControlPlane) -> None:
+    assert plane.resources() == {
+        "servers": 1,
+        "volumes": 1,
+        "security_groups": 1,
+        "dns_records": 1,
+    }
+
+
+@pytest.mark.parametrize("kill_after", ["volume.create_volume", "compute.create_server"])
+def test_sigkill_mid_create_then_restart_reaches_active(
+    crash_plane: tuple[ControlPlane, Processes], kill_after: str
+) -> None:
+    plane, procs = crash_plane
+    first = procs.taskmanager("tm-a")
+    iid = plane.create()
+    wait_until(f"{kill_after} to be called", lambda: plane.cloud.call_count(kill_after) >= 1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    assert plane.show(iid)["status"] == "BUILD"
+
+    procs.taskmanager("tm-a")  # the same name: takes its jobs back at once
+    wait_until("ACTIVE", lambda: plane.show(iid)["status"] in ("ACTIVE", "ERROR"))
+    inst = plane.show(iid)
+    assert inst["status"] == "ACTIVE", inst
+    _one_of_each(plane)
+    assert plane.cloud.call_count("compute.create_server") == 1
+    outcomes = [(e["step"], e["outcome"]) for e in plane.events(iid)]
+    assert ("provision_instance", "resumed") in outcomes
+
+    plane.delete(iid)
+    wait_until("deleted", lambda: plane.gone(iid))
+    assert plane.orphans() == []
+
+
+def test_another_task_manager_takes_over_after_the_lease(
+    crash_plane: tuple[ControlPlane, Processes],
+) -> None:
+    plane, procs = crash_plane
+    first = procs.taskmanager("tm-a")
+    iid = plane.create()
+    wait_until("the server create", lambda: plane.cloud.call_count("compute.create_server") >= 1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+
+    procs.taskmanager("tm-b")
+    wait_until("ACTIVE", lambda: plane.show(iid)["status"] in ("ACTIVE", "ERROR"))
+    assert plane.show(iid)["status"] == "ACTIVE"
+    _one_of_each(plane)

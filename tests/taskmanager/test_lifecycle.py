@@ -1,0 +1,100 @@
+"""An instance's whole life through the API, the task manager and the fake cloud."""
+
+from __future__ import annotations
+
+from conftest import ControlPlane
+
+
+def test_create_resize_grow_reboot_restart_delete(plane: ControlPlane) -> None:
+    iid = plane.create(access={"allowed_cidrs": ["10.1.0.0/16"]})
+    assert plane.show(iid)["status"] == "BUILD"
+    plane.run()
+
+    inst = plane.show(iid)
+    assert inst["status"] == "ACTIVE", inst
+    assert inst["ip"] and inst["hostname"] == f"cellar-{iid}.cellar.internal"
+    assert plane.resources() == {
+        "servers": 1,
+        "volumes": 1,
+        "security_groups": 1,
+        "dns_records": 1,
+    }
+    group = plane.services.network.list_security_groups()[0]
+    assert [(r.protocol, r.from_port, r.cidr) for r in group.rules] == [
+        ("tcp", 5432, "10.1.0.0/16")
+    ]
+    record = plane.services.dns.list_records()[0]
+    assert (record.name, record.data) == (inst["hostname"], inst["ip"][0])
+    steps = [(e["step"], e["outcome"]) for e in plane.events(iid)]
+    for step in ("security_group.create", "volume.create", "server.create", "guest.wait"):
+        assert (step, "succeeded") in steps
+    assert steps[-1] == ("provision_instance", "succeeded")
+
+    plane.action(iid, {"resize": {"flavorRef": "2"}})
+    assert plane.show(iid)["status"] == "RESIZE"
+    plane.run()
+    inst = plane.show(iid)
+    assert (inst["status"], inst["flavor"]["id"]) == ("ACTIVE", "2")
+    assert plane.services.compute.list_servers()[0].flavor_id == "2"
+
+    plane.action(iid, {"resize": {"volume": {"size": 3}}})
+    plane.run()
+    inst = plane.show(iid)
+    assert (inst["status"], inst["volume"]["size"]) == ("ACTIVE", 3)
+    assert plane.services.volume.list_volumes()[0].size_gb == 3
+
+    for action in ({"reboot": {}}, {"restart": {}}):
+        plane.action(iid, action)
+        assert plane.show(iid)["status"] == "REBOOT"
+        plane.run()
+        assert plane.show(iid)["status"] == "ACTIVE"
+
+    plane.delete(iid)
+    plane.run()
+    assert plane.gone(iid)
+    assert plane.resources() == {
+        "servers": 0,
+        "volumes": 0,
+        "security_groups": 0,
+        "dns_records": 0,
+    }
+    assert plane.orphans() == []
+
+
+def test_delete_while_building_stops_the_create_and_leaves_nothing(plane: ControlPlane) -> None:
+    iid = plane.create()
+    plane.delete(iid)
+    plane.run()
+    assert plane.gone(iid)
+    assert sum(plane.resources().values()) == 0
+    assert plane.orphans() == []
+
+
+def test_security_group_rule_add_change_and_delete(plane: ControlPlane) -> None:
+    iid = plane.create()
+    plane.run()
+    groups = plane.http.get(plane.url("/security-groups")).json()["security_groups"]
+    group = next(g for g in groups if g.get("instance_id") in (iid, None) or iid in g["name"])
+    r = plane.http.post(
+        plane.url("/security-group-rules"),
+        json={"security_group_rule": {"group_id": group["id"], "cidr": "192.0.2.0/24"}},
+    )
+    assert r.status_code == 201, r.text
+    rule_id = r.json()["security_group_rule"]["id"]
+    plane.run()
+    cloud_rules = plane.services.network.list_security_groups()[0].rules
+    assert ("192.0.2.0/24", 5432) in [(x.cidr, x.from_port) for x in cloud_rules]
+
+    r = plane.http.put(
+        plane.url(f"/security-group-rules/{rule_id}"),
+        json={"security_group_rule": {"cidr": "198.51.100.0/24"}},
+    )
+    assert r.status_code == 202, r.text
+    plane.run()
+    cidrs = {x.cidr for x in plane.services.network.list_security_groups()[0].rules}
+    assert "198.51.100.0/24" in cidrs and "192.0.2.0/24" not in cidrs
+
+    assert plane.http.delete(plane.url(f"/security-group-rules/{rule_id}")).status_code == 204
+    plane.run()
+    cidrs = {x.cidr for x in plane.services.network.list_security_groups()[0].rules}
+    assert cidrs == {"0.0.0.0/0"}
