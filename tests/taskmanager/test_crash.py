@@ -12,18 +12,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import ControlPlane, fast_settings
-from fastapi.testclient import TestClient
+from plane import ControlPlane, make_plane
 
-from cellar.api.app import create_app
 from cellar.cli.server import settings_env
 from cellar.config import Settings
-from cellar.db.engine import make_engine, make_session_factory, transaction
-from cellar.db.migrate import upgrade
-from cellar.db.tokens import issue_token
-from cellar.drivers.fake import FakeCloud
-from cellar.drivers.registry import build_services
-from cellar.taskmanager.runner import TaskManager
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
@@ -58,21 +50,13 @@ class Processes:
 @pytest.fixture
 def crash_plane(tmp_path: Path) -> Iterator[tuple[ControlPlane, Processes]]:
     # Slow enough that a kill lands in the middle of the create.
-    settings = fast_settings(tmp_path, fake_latency_s=0.15, job_lease_s=2.0, workers=2)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    with transaction(make_session_factory(engine)) as s:
-        token = issue_token(s, project_id="p1")
-    services = build_services(settings)
-    cloud = FakeCloud(settings.fake_cloud_path)
-    tm = TaskManager(settings, engine=engine, services=services, name="unused")
-    http = TestClient(create_app(settings, engine=engine), headers={"X-Auth-Token": token})
-    procs = Processes(settings)
+    plane = make_plane(tmp_path, fake_latency_s=0.15, job_lease_s=2.0, workers=2)
+    procs = Processes(plane.settings)
     try:
-        yield ControlPlane(settings, engine, services, cloud, tm, http), procs
+        yield plane, procs
     finally:
         procs.stop_all()
-        engine.dispose()
+        plane.engine.dispose()
 
 
 def _one_of_each(plane: ControlPlane) -> None:

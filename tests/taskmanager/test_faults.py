@@ -4,8 +4,9 @@ every run ends with the instance ERROR (or reverted) and nothing orphaned."""
 from __future__ import annotations
 
 from collections.abc import Callable
+
 import pytest
-from conftest import ControlPlane
+from plane import ControlPlane
 
 from cellar.drivers.fake import FakeCloud
 

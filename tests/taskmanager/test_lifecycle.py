@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import ControlPlane
+from plane import ControlPlane
 
 
 def test_create_resize_grow_reboot_restart_delete(plane: ControlPlane) -> None:
