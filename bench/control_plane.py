@@ -108,9 +108,16 @@ def main() -> None:
             latencies = [lat for _, lat in results]
 
             def statuses() -> dict[str, str]:
-                r = http.get(f"{api}/instances", params={"limit": 100000})
-                r.raise_for_status()
-                return {i["id"]: i["status"] for i in r.json()["instances"] if i["id"] in ids}
+                found: dict[str, str] = {}
+                params: dict[str, object] = {"limit": 100}
+                while True:
+                    r = http.get(f"{api}/instances", params=params)
+                    r.raise_for_status()
+                    page = r.json()["instances"]
+                    found.update({i["id"]: i["status"] for i in page if i["id"] in ids})
+                    if len(page) < 100:
+                        return found
+                    params["marker"] = page[-1]["id"]
 
             while True:
                 seen = statuses()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from plane import ControlPlane
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from plane import ControlPlane, make_plane
 
 
 def test_create_resize_grow_reboot_restart_delete(plane: ControlPlane) -> None:
@@ -98,3 +102,27 @@ def test_security_group_rule_add_change_and_delete(plane: ControlPlane) -> None:
     plane.run()
     cidrs = {x.cidr for x in plane.services.network.list_security_groups()[0].rules}
     assert cidrs == {"0.0.0.0/0"}
+
+
+def test_delete_during_a_running_resize_wins(tmp_path: Path) -> None:
+    plane = make_plane(tmp_path, fake_latency_s=0.05)
+    plane.tm.start()
+    try:
+        iid = plane.create()
+        wait_until(lambda: plane.show(iid)["status"] == "ACTIVE")
+        plane.action(iid, {"resize": {"flavorRef": "2"}})
+        wait_until(lambda: plane.cloud.call_count("compute.resize_server") >= 1)
+        plane.delete(iid)
+        wait_until(lambda: plane.gone(iid))
+        assert sum(plane.resources().values()) == 0
+        assert plane.orphans() == []
+    finally:
+        plane.tm.stop()
+        plane.engine.dispose()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from cellar.db.models import Instance
-from cellar.domain.errors import Conflict, NotFound
+from cellar.domain.errors import BadRequest, Conflict, NotFound
 from cellar.domain.status import InstanceTask, check_transition
 
 
@@ -99,3 +99,31 @@ def update_instance(session: Session, *, instance_id: str, **values: Any) -> Non
 def live_instance_ids(session: Session) -> set[str]:
     """Ids of every instance not yet deleted (what `cellar audit` checks ownership against)."""
     return set(session.scalars(select(Instance.id).where(Instance.deleted.is_(False))))
+
+
+def list_instances(
+    session: Session, *, project_id: str | None, limit: int, marker: str | None = None
+) -> tuple[list[Instance], str | None]:
+    """One page of live instances, oldest first, and the marker of the next page (or None).
+
+    `project_id` None lists every project (admins). `marker` is the id of the last
+    instance of the previous page; it may have been deleted since, but an id that never
+    belonged to this listing is a BadRequest naming `marker`.
+    """
+    query = select(Instance).where(Instance.deleted.is_(False))
+    if project_id is not None:
+        query = query.where(Instance.tenant_id == project_id)
+    if marker is not None:
+        seen = session.get(Instance, marker)
+        if seen is None or (project_id is not None and seen.tenant_id != project_id):
+            raise BadRequest("marker", f"{marker!r} is not an instance of this listing")
+        query = query.where(
+            or_(
+                Instance.created > seen.created,
+                and_(Instance.created == seen.created, Instance.id > seen.id),
+            )
+        )
+    rows = list(session.scalars(query.order_by(Instance.created, Instance.id).limit(limit + 1)))
+    if len(rows) > limit:
+        return rows[:limit], rows[limit - 1].id
+    return rows, None

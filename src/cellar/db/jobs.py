@@ -50,18 +50,17 @@ def claim_jobs(session: Session, *, owner: str, lease_s: float, limit: int) -> l
     """
     now = utcnow()
     older = aliased(Job)
+    # "Older" is (created, id): two jobs stamped with the same time must not both run.
     blocked = exists().where(
         older.instance_id == Job.instance_id,
-        older.created < Job.created,
+        or_(older.created < Job.created, and_(older.created == Job.created, older.id < Job.id)),
         older.state.in_((QUEUED, RUNNING)),
     )
-    claimable = or_(
-        Job.state == QUEUED, and_(Job.state == RUNNING, Job.lease_expires_at < now)
-    )
+    claimable = or_(Job.state == QUEUED, and_(Job.state == RUNNING, Job.lease_expires_at < now))
     query = (
         select(Job)
         .where(claimable, or_(Job.instance_id.is_(None), ~blocked))
-        .order_by(Job.created)
+        .order_by(Job.created, Job.id)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
@@ -111,6 +110,6 @@ def unfinished_jobs(session: Session, *, instance_id: str) -> list[Job]:
         session.scalars(
             select(Job)
             .where(Job.instance_id == instance_id, Job.state.in_((QUEUED, RUNNING)))
-            .order_by(Job.created)
+            .order_by(Job.created, Job.id)
         )
     )

@@ -13,7 +13,7 @@ from cellar.db.models import Job
 from cellar.domain.specs import flavor_from_dict, rule_from_dict, spec_from_dict
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import ResourceManager
-from cellar.resource_managers.common import restart_flow
+from cellar.resource_managers.common import OperationCancelled, restart_flow
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
 
@@ -29,6 +29,8 @@ class FinishTask(_Lifecycle):
     """The last step of an operation: the instance is idle again, its fault cleared."""
 
     def execute(self) -> None:
+        if self.store.is_deleting(self.instance_id):
+            raise OperationCancelled(self.instance_id)
         self.store.change_task(
             self.instance_id, InstanceTask.NONE, fault_message=None, fault_details=None
         )

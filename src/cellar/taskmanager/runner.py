@@ -216,7 +216,11 @@ class TaskManager:
         self, job: Job, kind: JobKind, step: str | None, *, reverted: bool, error: BaseException
     ) -> None:
         iid = job.instance_id
-        if iid and not isinstance(error, OperationCancelled):
+        # A delete asked while this job ran: the delete job that follows owns the task.
+        cancelled = isinstance(error, OperationCancelled) or (
+            bool(iid) and kind is not JobKind.DELETE_INSTANCE and self.store.is_deleting(iid or "")
+        )
+        if iid and not cancelled:
             target = failure_task(kind, step, reverted)
             message = str(error) or type(error).__name__
             self.store.record_fault(iid, message, _details(error))

@@ -1,0 +1,36 @@
+"""What every route receives: the application's state, built once by `create_app`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from cellar.api.views.common import Linker
+from cellar.config import Settings
+from cellar.resource_managers.base import ResourceManager
+
+
+@dataclass(frozen=True)
+class ApiState:
+    settings: Settings
+    sessions: sessionmaker[Session]
+    manager: type[ResourceManager]
+    # The provisioning engine new instances get (`instances.provisioning_engine`).
+    provisioning_engine: str
+
+
+def get_state(request: Request) -> ApiState:
+    state = request.app.state.cellar
+    assert isinstance(state, ApiState)
+    return state
+
+
+def get_linker(request: Request) -> Linker:
+    return Linker(str(request.base_url))
+
+
+State = Annotated[ApiState, Depends(get_state)]
+Links = Annotated[Linker, Depends(get_linker)]

@@ -1,0 +1,138 @@
+"""A create request made into an instance: the catalog resolved, the spec built, and the
+row, its security group and rules, and the provision job written in one transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.orm import Session
+
+from cellar.api.schemas import DatastoreRef, InstanceCreate
+from cellar.config import Settings
+from cellar.db import catalog
+from cellar.db.instances import create_instance
+from cellar.db.jobs import submit_job
+from cellar.db.models import Datastore, DatastoreVersion, Flavor, Instance
+from cellar.db.security_groups import create_security_group
+from cellar.domain.errors import BadRequest, NotFound
+from cellar.domain.specs import DatabaseSpec, InstanceSpec, UserSpec, spec_to_dict
+from cellar.taskmanager.kinds import JobKind
+
+DEFAULT_DATASTORE = "postgresql"
+DEFAULT_CIDRS = ("0.0.0.0/0",)
+
+
+def resolve_flavor(session: Session, *, ref: str, field: str) -> Flavor:
+    """The flavor a request names; an unknown one is bad input naming `field`."""
+    try:
+        return catalog.get_flavor(session, flavor_id=ref)
+    except NotFound:
+        raise BadRequest(field, f"flavor {ref!r} does not exist") from None
+
+
+def resolve_version(
+    session: Session, *, ref: DatastoreRef | None
+) -> tuple[Datastore, DatastoreVersion]:
+    """The datastore and version asked for, by id or name; the defaults when not given."""
+    ds_ref = ref.type if ref is not None and ref.type else DEFAULT_DATASTORE
+    version_ref = ref.version if ref is not None else None
+    try:
+        datastore = catalog.get_datastore(session, id_or_name=ds_ref)
+    except NotFound:
+        raise BadRequest(
+            "instance.datastore.type", f"datastore {ds_ref!r} does not exist"
+        ) from None
+    field = "instance.datastore.version"
+    if version_ref is None:
+        if datastore.default_version_id is None:
+            raise BadRequest(
+                field, f"datastore {datastore.name!r} has no default version; name one"
+            )
+        version_ref = datastore.default_version_id
+    try:
+        version = catalog.get_version(session, datastore_id=datastore.id, id_or_name=version_ref)
+    except NotFound:
+        raise BadRequest(
+            field, f"datastore {datastore.name!r} has no version {version_ref!r}"
+        ) from None
+    if not version.active:
+        raise BadRequest(field, f"version {version.name!r} of {datastore.name!r} is not active")
+    return datastore, version
+
+
+def _check_grants(request: InstanceCreate) -> None:
+    """A user may only be granted databases that this request creates."""
+    created = {d.name for d in request.databases}
+    for i, user in enumerate(request.users):
+        for j, grant in enumerate(user.databases):
+            if grant.name not in created:
+                raise BadRequest(
+                    f"instance.users[{i}].databases[{j}].name",
+                    f"database {grant.name!r} is not among instance.databases",
+                )
+
+
+def provision(
+    session: Session,
+    *,
+    request: InstanceCreate,
+    project_id: str,
+    settings: Settings,
+    provisioning_engine: str,
+) -> tuple[Instance, tuple[str, str]]:
+    """Write the instance (task BUILDING), its security group and rules, and the job."""
+    _check_grants(request)
+    flavor = resolve_flavor(session, ref=request.flavorRef, field="instance.flavorRef")
+    datastore, version = resolve_version(session, ref=request.datastore)
+    access = request.access
+    cidrs = tuple(access.allowed_cidrs or ()) if access is not None else ()
+    spec = InstanceSpec(
+        instance_id=str(uuid.uuid4()),
+        name=request.name,
+        project_id=project_id,
+        flavor=catalog.flavor_spec(flavor),
+        volume_size_gb=request.volume.size,
+        datastore=datastore.name,
+        datastore_version=version.name,
+        image=version.image,
+        ports=catalog.version_ports(version),
+        allowed_cidrs=cidrs or DEFAULT_CIDRS,
+        databases=tuple(
+            DatabaseSpec(d.name, d.character_set, d.collate) for d in request.databases
+        ),
+        users=tuple(
+            UserSpec(u.name, u.password, tuple(d.name for d in u.databases)) for u in request.users
+        ),
+        dns_zone=settings.dns_zone,
+    )
+    row = create_instance(
+        session,
+        id=spec.instance_id,
+        tenant_id=project_id,
+        name=spec.name,
+        hostname=spec.hostname,
+        flavor_id=flavor.id,
+        volume_size=spec.volume_size_gb,
+        datastore_version_id=version.id,
+        addresses=[],
+        access={
+            "is_public": access.is_public if access is not None else False,
+            "allowed_cidrs": list(spec.allowed_cidrs),
+        },
+        provisioning_engine=provisioning_engine,
+    )
+    create_security_group(
+        session,
+        instance_id=spec.instance_id,
+        project_id=project_id,
+        name=spec.resource_name,
+        description=f"Security group of instance {spec.instance_id}",
+        rules=spec.ingress_rules(),
+    )
+    submit_job(
+        session,
+        kind=JobKind.PROVISION_INSTANCE.value,
+        instance_id=spec.instance_id,
+        args={"spec": spec_to_dict(spec)},
+    )
+    return row, (datastore.name, version.name)

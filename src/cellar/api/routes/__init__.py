@@ -1,0 +1,29 @@
+"""Trove v1.0 routes, one small module per noun. Every router here is mounted under
+`/v1.0/{tenant_id}` and needs a token; `versions` is the unauthenticated root."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from cellar.api.routes import (
+    actions,
+    datastores,
+    events,
+    flavors,
+    instances,
+    security_group_rules,
+    security_groups,
+    versions,
+)
+
+ROUTERS: tuple[APIRouter, ...] = (
+    flavors.router,
+    datastores.router,
+    instances.router,
+    actions.router,
+    events.router,
+    security_groups.router,
+    security_group_rules.router,
+)
+
+__all__ = ["ROUTERS", "versions"]

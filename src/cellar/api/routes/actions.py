@@ -1,0 +1,117 @@
+"""`POST /instances/{id}/action`: resize (flavor or volume), restart, reboot. 202.
+
+Order of checks: the body (400), the instance (404), the resource manager (501), the
+arguments against the instance (400), its state as read (422, Trove's
+`validate_can_perform_action`), then the task change as a compare-and-set against the
+task read: an action that lost a race with another one gets 409 and writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Response
+from sqlalchemy.orm import Session
+
+from cellar.api.auth import Ctx
+from cellar.api.deps import State
+from cellar.api.provisioning import resolve_flavor
+from cellar.api.schemas import NoArguments, Resize
+from cellar.api.validation import parse
+from cellar.db import catalog
+from cellar.db import instances as repo
+from cellar.db.engine import transaction
+from cellar.db.jobs import submit_job
+from cellar.db.models import Instance
+from cellar.domain.errors import BadRequest
+from cellar.domain.specs import flavor_to_dict
+from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, check_can_act
+from cellar.resource_managers.base import Operation
+from cellar.taskmanager.kinds import JobKind
+
+router = APIRouter(tags=["instances"])
+
+ACTIONS = ("reboot", "resize", "restart")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an action does: the task it takes and the job it runs."""
+
+    task: InstanceTask
+    kind: JobKind
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def _one_action(body: dict[str, Any]) -> tuple[str, Any]:
+    unknown = sorted(set(body) - set(ACTIONS))
+    if unknown:
+        raise BadRequest(unknown[0], f"is not an action; choose one of {', '.join(ACTIONS)}")
+    if len(body) != 1:
+        raise BadRequest("body", f"must hold exactly one action: {', '.join(ACTIONS)}")
+    ((name, args),) = body.items()
+    return name, args
+
+
+def _operation(name: str, args: Any) -> Operation | None:
+    """The resource-manager operation an action needs; None for guest tasks (restart)."""
+    if name == "reboot":
+        return Operation.REBOOT
+    if name == "resize":
+        volume = isinstance(args, dict) and "volume" in args
+        return Operation.RESIZE_VOLUME if volume else Operation.RESIZE_FLAVOR
+    return None
+
+
+def _plan_resize(session: Session, row: Instance, args: Any) -> Plan:
+    resize = parse(Resize, args, "resize")
+    if resize.volume is not None:
+        size = resize.volume.size
+        if size <= row.volume_size:
+            raise BadRequest(
+                "resize.volume.size",
+                f"must be larger than the current size ({row.volume_size} GB); volumes only grow",
+            )
+        return Plan(InstanceTask.RESIZING_VOLUME, JobKind.RESIZE_VOLUME, {"size_gb": size})
+    assert resize.flavorRef is not None
+    flavor = resolve_flavor(session, ref=resize.flavorRef, field="resize.flavorRef")
+    if flavor.id == row.flavor_id:
+        raise BadRequest("resize.flavorRef", f"the instance already has flavor {flavor.id!r}")
+    return Plan(
+        InstanceTask.RESIZING,
+        JobKind.RESIZE_FLAVOR,
+        {"flavor": flavor_to_dict(catalog.flavor_spec(flavor))},
+    )
+
+
+def _plan(session: Session, name: str, args: Any, row: Instance) -> Plan:
+    if name == "resize":
+        return _plan_resize(session, row, args)
+    parse(NoArguments, args, name)  # restart is a guest task, common to every manager
+    if name == "reboot":
+        return Plan(InstanceTask.REBOOTING, JobKind.REBOOT)
+    return Plan(InstanceTask.RESTARTING, JobKind.RESTART)
+
+
+@router.post("/instances/{instance_id}/action", status_code=202)
+def instance_action(
+    instance_id: str, body: Annotated[dict[str, Any], Body()], ctx: Ctx, state: State
+) -> Response:
+    name, args = _one_action(body)
+    with transaction(state.sessions) as session:
+        seen = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
+    operation = _operation(name, args)
+    if operation is not None:
+        state.manager.require(operation, seen.provisioning_engine)
+    task = InstanceTask(seen.task_status)
+    with transaction(state.sessions) as session:
+        plan = _plan(session, name, args, seen)
+        check_can_act(
+            task,
+            ServerStatus(seen.server_status) if seen.server_status else None,
+            ServiceStatus(seen.service_status),
+        )
+        repo.change_task(session, instance_id=instance_id, target=plan.task, expected=task)
+        submit_job(session, kind=plan.kind.value, instance_id=instance_id, args=plan.args)
+    return Response(status_code=202)

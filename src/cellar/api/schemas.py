@@ -1,0 +1,219 @@
+"""What a client sends: request bodies, validated here, field by field.
+
+Each model names its fields as Trove's API does (`flavorRef`), refuses fields it does
+not know (a silently ignored `replica_of` would be worse than a 400), and does not
+coerce types except where Trove accepts both (a volume size may be `2` or `"2"`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+MAX_VOLUME_SIZE_GB = 1000
+MAX_CIDRS = 50
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_WORD = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _volume_size(value: Any) -> int:
+    ok = (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.isascii() and value.isdigit()
+    )
+    if not ok or not 1 <= int(value) <= MAX_VOLUME_SIZE_GB:
+        raise PydanticCustomError(
+            "volume_size", f"must be an integer between 1 and {MAX_VOLUME_SIZE_GB}"
+        )
+    return int(value)
+
+
+def _reference(value: Any) -> str:
+    """An id given as a string, an integer or a link (`.../flavors/2`): the id."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip().rstrip("/").rsplit("/", 1)[-1]
+    raise PydanticCustomError("reference", "must be a non-empty string or an integer id")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENT.fullmatch(value):
+        raise PydanticCustomError(
+            "identifier",
+            "must start with a letter or underscore and hold only letters, digits and "
+            "underscores (at most 63 characters)",
+        )
+    return value
+
+
+def _word(value: str) -> str:
+    if not _WORD.fullmatch(value):
+        raise PydanticCustomError(
+            "word", "must be 1 to 64 letters, digits, dots, dashes or underscores"
+        )
+    return value
+
+
+def _cidr(value: Any) -> str:
+    """A network in CIDR form, IPv4 or IPv6; a bare address is a /32 (or /128)."""
+    if not isinstance(value, str):
+        raise PydanticCustomError("cidr", "must be a CIDR string such as 10.0.0.0/24")
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=True))
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise PydanticCustomError("cidr", f"{value!r} is not a CIDR such as 10.0.0.0/24") from None
+    raise PydanticCustomError(
+        "cidr", f"{value!r} has host bits set; did you mean {str(network)!r}?"
+    )
+
+
+def _password(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("password", "must not contain NUL characters")
+    return value
+
+
+VolumeSize = Annotated[int, BeforeValidator(_volume_size)]
+Reference = Annotated[str, BeforeValidator(_reference)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+Word = Annotated[str, AfterValidator(_word)]
+Cidr = Annotated[str, BeforeValidator(_cidr)]
+Password = Annotated[
+    str, StringConstraints(min_length=1, max_length=255), AfterValidator(_password)
+]
+
+
+def _no_duplicates(names: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise PydanticCustomError("duplicate", f"{what} {name!r} is given twice")
+        seen.add(name)
+
+
+class VolumeCreate(StrictModel):
+    size: VolumeSize
+
+
+class DatastoreRef(StrictModel):
+    type: Word | None = None
+    version: Word | None = None
+
+
+class DatabaseCreate(StrictModel):
+    name: Identifier
+    character_set: Word | None = None
+    collate: Word | None = None
+
+
+class DatabaseRef(StrictModel):
+    name: Identifier
+
+
+class UserCreate(StrictModel):
+    name: Identifier
+    password: Password
+    databases: list[DatabaseRef] = Field(default_factory=list)
+
+    @field_validator("databases")
+    @classmethod
+    def _distinct(cls, value: list[DatabaseRef]) -> list[DatabaseRef]:
+        _no_duplicates([d.name for d in value], "database")
+        return value
+
+
+class Access(StrictModel):
+    allowed_cidrs: Annotated[list[Cidr], Field(max_length=MAX_CIDRS)] | None = None
+    is_public: bool = False
+
+    @field_validator("allowed_cidrs")
+    @classmethod
+    def _distinct(cls, value: list[str] | None) -> list[str] | None:
+        _no_duplicates(value or [], "CIDR")
+        return value
+
+
+class InstanceCreate(StrictModel):
+    name: Name
+    flavorRef: Reference
+    volume: VolumeCreate
+    datastore: DatastoreRef | None = None
+    databases: list[DatabaseCreate] = Field(default_factory=list)
+    users: list[UserCreate] = Field(default_factory=list)
+    access: Access | None = None
+
+    @field_validator("databases")
+    @classmethod
+    def _distinct_databases(cls, value: list[DatabaseCreate]) -> list[DatabaseCreate]:
+        _no_duplicates([d.name for d in value], "database")
+        return value
+
+    @field_validator("users")
+    @classmethod
+    def _distinct_users(cls, value: list[UserCreate]) -> list[UserCreate]:
+        _no_duplicates([u.name for u in value], "user")
+        return value
+
+
+class InstanceCreateRequest(StrictModel):
+    instance: InstanceCreate
+
+
+class ResizeVolume(StrictModel):
+    size: VolumeSize
+
+
+class Resize(StrictModel):
+    """`{"flavorRef": "2"}` or `{"volume": {"size": 4}}`: exactly one."""
+
+    flavorRef: Reference | None = None
+    volume: ResizeVolume | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Resize:
+        if (self.flavorRef is None) == (self.volume is None):
+            raise PydanticCustomError("resize", "give exactly one of flavorRef or volume")
+        return self
+
+
+class NoArguments(StrictModel):
+    """`{"restart": {}}`, `{"reboot": {}}`."""
+
+
+class RuleCreate(StrictModel):
+    group_id: Name
+    cidr: Cidr
+
+
+class RuleCreateRequest(StrictModel):
+    security_group_rule: RuleCreate
+
+
+class RuleUpdate(StrictModel):
+    cidr: Cidr
+
+
+class RuleUpdateRequest(StrictModel):
+    security_group_rule: RuleUpdate

@@ -1,0 +1,94 @@
+"""The instance view (Trove's `instance/views.py`, with HEAD's additions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cellar.api.views.common import Link, Linker, View, isotime
+from cellar.db.models import Instance
+from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, derive_status
+
+
+class FlavorLink(View):
+    id: str
+    links: list[Link]
+
+
+class DatastoreLabel(View):
+    type: str
+    version: str
+
+
+class VolumeView(View):
+    size: int
+
+
+class FaultView(View):
+    message: str
+    created: str | None
+    details: str | None
+
+
+class InstanceView(View):
+    omit_if_none = frozenset({"fault"})
+
+    id: str
+    name: str
+    status: str
+    task: str
+    links: list[Link]
+    flavor: FlavorLink
+    datastore: DatastoreLabel
+    volume: VolumeView
+    ip: list[str]
+    hostname: str | None
+    created: str | None
+    updated: str | None
+    access: dict[str, Any]
+    provisioning_engine: str
+    stack_id: str | None
+    fault: FaultView | None = None
+
+
+class InstanceEnvelope(View):
+    instance: InstanceView
+
+
+class InstanceList(View):
+    omit_if_none = frozenset({"links"})
+
+    instances: list[InstanceView]
+    links: list[Link] | None = None
+
+
+def instance_status(row: Instance) -> str:
+    server = ServerStatus(row.server_status) if row.server_status else None
+    return derive_status(InstanceTask(row.task_status), server, ServiceStatus(row.service_status))
+
+
+def instance_view(row: Instance, label: tuple[str, str], linker: Linker) -> InstanceView:
+    fault = None
+    if row.fault_message:
+        fault = FaultView(
+            message=row.fault_message, created=isotime(row.fault_at), details=row.fault_details
+        )
+    return InstanceView(
+        id=row.id,
+        name=row.name,
+        status=instance_status(row),
+        task=row.task_status,
+        links=linker.links(row.tenant_id, "instances", row.id),
+        flavor=FlavorLink(
+            id=row.flavor_id, links=linker.links(row.tenant_id, "flavors", row.flavor_id)
+        ),
+        datastore=DatastoreLabel(type=label[0], version=label[1]),
+        volume=VolumeView(size=row.volume_size),
+        ip=[str(a) for a in row.addresses or []],
+        hostname=row.hostname,
+        created=isotime(row.created),
+        updated=isotime(row.updated),
+        access=dict(row.access or {}),
+        provisioning_engine=row.provisioning_engine,
+        stack_id=row.stack_id,
+        fault=fault,
+    )

@@ -1,0 +1,42 @@
+"""Persistence of events: one row per step of every operation, shown to users."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cellar.db.instances import utcnow
+from cellar.db.models import Event
+
+
+def record_event(
+    session: Session,
+    *,
+    instance_id: str,
+    operation: str,
+    step: str,
+    outcome: str,
+    message: str = "",
+    duration_ms: int | None = None,
+    job_id: str | None = None,
+) -> Event:
+    row = Event(
+        instance_id=instance_id,
+        job_id=job_id,
+        operation=operation,
+        step=step,
+        outcome=outcome,
+        message=message,
+        duration_ms=duration_ms,
+        created=utcnow(),
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def list_events(session: Session, *, instance_id: str) -> list[Event]:
+    """The instance's events, oldest first."""
+    return list(
+        session.scalars(select(Event).where(Event.instance_id == instance_id).order_by(Event.id))
+    )

@@ -1,0 +1,124 @@
+"""The fake guest agent: a datastore whose status follows the commands and its server.
+
+The datastore is down (SHUTDOWN) while its server reboots or resizes, and RUNNING once
+the server has booted again, whatever it was before: the database starts on boot. The
+agent reports all the time while its server exists (`age_s` 0); once the server is gone,
+`age_s` counts from the agent's last command.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractContextManager
+
+from cellar.domain.specs import InstanceSpec
+from cellar.domain.status import ServerStatus, ServiceStatus
+from cellar.drivers.fake.cloud import FakeCloud
+from cellar.drivers.fake.compute import server_status
+from cellar.drivers.fake.store import GUEST, JSON, SERVER, Row, Tx, pending, settle_in
+from cellar.drivers.guest.base import GuestDriver, GuestError, GuestStatus
+
+# Server states in which the guest answers commands.
+_REACHABLE = frozenset({ServerStatus.ACTIVE, ServerStatus.VERIFY_RESIZE})
+
+
+def _key(instance_id: str) -> str:
+    """Guests are keyed by instance id, kept apart from the cloud's own uuids."""
+    return f"guest:{instance_id}"
+
+
+def _service(guest: Row, server: Row, now: float) -> ServiceStatus:
+    """The datastore's status on a server that exists."""
+    if server_status(server, now) not in _REACHABLE:
+        return ServiceStatus.SHUTDOWN
+    boot_at = server.data.get("boot_at")
+    if boot_at is not None and guest.data["changed_at"] < boot_at <= now:
+        return ServiceStatus.RUNNING
+    return ServiceStatus(pending(guest.data, now) or guest.data["status"])
+
+
+class FakeGuest(GuestDriver):
+    def __init__(self, cloud: FakeCloud) -> None:
+        self._cloud = cloud
+
+    def _call(self, method: str) -> AbstractContextManager[Tx]:
+        return self._cloud.call(f"guest.{method}")
+
+    def prepare(self, instance_id: str, *, server_id: str, spec: InstanceSpec) -> None:
+        """Start the datastore (BUILDING, then RUNNING); a repeat on the same server is a no-op."""
+        with self._call("prepare") as tx:
+            server = tx.get(SERVER, server_id)
+            if server is None:
+                raise GuestError(f"Cannot prepare instance {instance_id}: no server {server_id}.")
+            state = server_status(server, tx.now)
+            if state is not ServerStatus.ACTIVE:
+                raise GuestError(
+                    f"Cannot prepare instance {instance_id}: server {server_id} is {state.value}."
+                )
+            existing = tx.get(GUEST, _key(instance_id))
+            if existing is not None and existing.parent == server_id:
+                return
+            tx.delete(_key(instance_id))
+            data = {
+                "status": ServiceStatus.RUNNING.value,
+                "changed_at": tx.now,
+                "datastore": spec.datastore,
+                "datastore_version": spec.datastore_version,
+                **settle_in(ServiceStatus.BUILDING.value, tx.now, self._cloud.latency_s),
+            }
+            tx.insert(Row(_key(instance_id), GUEST, instance_id, server_id, data))
+
+    def status(self, instance_id: str) -> GuestStatus:
+        with self._call("status") as tx:
+            guest = tx.get(GUEST, _key(instance_id))
+            if guest is None:
+                return GuestStatus(ServiceStatus.NEW, None)
+            server = tx.get(SERVER, str(guest.parent))
+            if server is None:
+                return GuestStatus(ServiceStatus.SHUTDOWN, tx.now - guest.data["changed_at"])
+            return GuestStatus(_service(guest, server, tx.now), 0.0)
+
+    def stop_db(self, instance_id: str) -> None:
+        with self._call("stop_db") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            self._become(tx, guest, ServiceStatus.SHUTDOWN)
+
+    def start_db(self, instance_id: str) -> None:
+        with self._call("start_db") as tx:
+            guest, server = self._reachable(tx, instance_id)
+            self._become(tx, guest, ServiceStatus.RUNNING, _service(guest, server, tx.now))
+
+    def restart(self, instance_id: str) -> None:
+        with self._call("restart") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            self._become(tx, guest, ServiceStatus.RUNNING, ServiceStatus.SHUTDOWN)
+
+    def resize_fs(self, instance_id: str) -> None:
+        with self._call("resize_fs") as tx:
+            self._reachable(tx, instance_id)
+
+    def forget(self, instance_id: str) -> None:
+        with self._call("forget") as tx:
+            tx.delete(_key(instance_id))
+
+    def _reachable(self, tx: Tx, instance_id: str) -> tuple[Row, Row]:
+        """The prepared guest of `instance_id` and its server, or `GuestError`."""
+        guest = tx.get(GUEST, _key(instance_id))
+        if guest is None:
+            raise GuestError(f"Instance {instance_id} has no guest: it was never prepared.")
+        server = tx.get(SERVER, str(guest.parent))
+        state = ServerStatus.DELETED if server is None else server_status(server, tx.now)
+        if server is None or state not in _REACHABLE:
+            raise GuestError(
+                f"The guest of instance {instance_id} is unreachable: "
+                f"server {guest.parent} is {state.value}."
+            )
+        return guest, server
+
+    def _become(
+        self, tx: Tx, guest: Row, status: ServiceStatus, meanwhile: ServiceStatus | None = None
+    ) -> None:
+        """Set the datastore's status, reached after the latency if `meanwhile` is given."""
+        changes: JSON = {"pending": None, "until": None}
+        if meanwhile is not None:
+            changes = settle_in(meanwhile.value, tx.now, self._cloud.latency_s)
+        tx.update(guest.changed(status=status.value, changed_at=tx.now, **changes))
