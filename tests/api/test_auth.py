@@ -30,7 +30,9 @@ def test_a_token_is_stored_only_as_its_hash(sessions: sessionmaker[Session]) -> 
 
 def test_missing_token_is_401(api: Api) -> None:
     anonymous = Api(api.client, "p1", None)
-    assert "X-Auth-Token" in fault_of(anonymous.get("/instances"), "unauthorized", 401)
+    response = anonymous.get("/instances")
+    assert "X-Auth-Token" in fault_of(response, "unauthorized", 401)
+    assert response.headers["WWW-Authenticate"] == 'Token realm="cellar"'
 
 
 def test_unknown_token_is_401(api: Api) -> None:

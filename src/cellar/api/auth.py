@@ -2,7 +2,9 @@
 
 A token acts in its own project's path (`/v1.0/{tenant_id}/...`); another project's
 path is 403 unless the token is an admin's. Instances of other projects are 404 to
-non-admins (`RequestContext.scope`), so their existence is not disclosed.
+non-admins (`RequestContext.scope`), so their existence is not disclosed. Admins may
+list every project's instances with `GET /instances?all_projects=true`; for anyone else
+that query is 403 rather than silently ignored.
 """
 
 from __future__ import annotations

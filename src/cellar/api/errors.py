@@ -70,7 +70,7 @@ def status_of(error: CellarError) -> int:
 
 def fault(status: int, message: str) -> JSONResponse:
     name = FAULT_NAMES.get(status, "instanceFault")
-    headers = {"WWW-Authenticate": "Keystone uri='local'"} if status == 401 else None
+    headers = {"WWW-Authenticate": 'Token realm="cellar"'} if status == 401 else None
     return JSONResponse(
         {name: {"code": status, "message": message}}, status_code=status, headers=headers
     )

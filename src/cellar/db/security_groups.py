@@ -92,14 +92,6 @@ def get_security_group(
     return group
 
 
-def instance_security_group(session: Session, *, instance_id: str) -> SecurityGroup | None:
-    return session.scalars(
-        select(SecurityGroup).where(
-            SecurityGroup.instance_id == instance_id, SecurityGroup.deleted.is_(False)
-        )
-    ).first()
-
-
 def list_rules(session: Session, *, group_ids: Iterable[str]) -> dict[str, list[SecurityGroupRule]]:
     """`{group id: its live rules, oldest first}`; every asked group has an entry."""
     ids = list(dict.fromkeys(group_ids))
@@ -138,12 +130,3 @@ def delete_rule(session: Session, *, rule_id: str) -> None:
         .values(deleted=True)
         .execution_options(synchronize_session="fetch")
     )
-
-
-def update_rule_cidr(session: Session, *, rule_id: str, cidr: str) -> SecurityGroupRule:
-    row = session.get(SecurityGroupRule, rule_id)
-    if row is None or row.deleted:
-        raise NotFound("Security group rule", rule_id)
-    row.cidr = cidr
-    session.flush()
-    return row

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cellar.api.views.common import Link, Linker, View
+from cellar.api.views.common import Link, Linker, View, omitted_if_none
 from cellar.db.models import Datastore, DatastoreVersion, Flavor
 
 
@@ -33,12 +33,10 @@ class VersionSummary(View):
 
 
 class DatastoreView(View):
-    omit_if_none = frozenset({"default_version"})
-
     id: str
     name: str
     links: list[Link]
-    default_version: str | None = None
+    default_version: str | None = omitted_if_none()
     versions: list[VersionSummary]
 
 

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar
+from typing import Any
 
-from pydantic import BaseModel, SerializerFunctionWrapHandler, model_serializer
+from pydantic import BaseModel, Field
 
 API_VERSION = "v1.0"
 
 
 class View(BaseModel):
-    """A response model; keys in `omit_if_none` are left out when None (Trove's habit)."""
+    """A response model."""
 
-    omit_if_none: ClassVar[frozenset[str]] = frozenset()
 
-    @model_serializer(mode="wrap")
-    def _omit(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {k: v for k, v in data.items() if not (k in self.omit_if_none and v is None)}
+def _is_none(value: Any) -> bool:
+    return value is None
+
+
+def omitted_if_none() -> Any:
+    """A field left out of the response when None (Trove's habit for `fault`, `links`)."""
+    return Field(default=None, exclude_if=_is_none)
 
 
 class Link(View):

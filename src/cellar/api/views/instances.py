@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cellar.api.views.common import Link, Linker, View, isotime
+from cellar.api.views.common import Link, Linker, View, isotime, omitted_if_none
 from cellar.db.models import Instance
 from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, derive_status
 
@@ -30,8 +30,6 @@ class FaultView(View):
 
 
 class InstanceView(View):
-    omit_if_none = frozenset({"fault"})
-
     id: str
     name: str
     status: str
@@ -47,7 +45,7 @@ class InstanceView(View):
     access: dict[str, Any]
     provisioning_engine: str
     stack_id: str | None
-    fault: FaultView | None = None
+    fault: FaultView | None = omitted_if_none()
 
 
 class InstanceEnvelope(View):
@@ -55,10 +53,8 @@ class InstanceEnvelope(View):
 
 
 class InstanceList(View):
-    omit_if_none = frozenset({"links"})
-
     instances: list[InstanceView]
-    links: list[Link] | None = None
+    links: list[Link] | None = omitted_if_none()
 
 
 def instance_status(row: Instance) -> str:
