@@ -40,6 +40,8 @@ class Settings:
     # Task manager: flows run at once, and how long a claimed job stays claimed
     # without a renewal before another task manager may take it over.
     workers: int = 8
+    # Task manager processes `cellar serve` runs (each with `workers` threads).
+    taskmanagers: int = 2
     job_lease_s: float = 15.0
 
     def __post_init__(self) -> None:

@@ -182,9 +182,6 @@ def show(url: str, token: str, project: str, instance_id: str) -> None:
 
 
 def _action(name: str, body_of: Any, help_text: str, arg: Any = None) -> Any:
-    @with_client
-    @click.argument("instance_id")
-    @click.option("--wait", is_flag=True, help="Show progress until the instance is ACTIVE.")
     def command(
         url: str, token: str, project: str, instance_id: str, wait: bool, **extra: Any
     ) -> None:
@@ -192,14 +189,16 @@ def _action(name: str, body_of: Any, help_text: str, arg: Any = None) -> Any:
         c.request("POST", f"/instances/{instance_id}/action", json=body_of(**extra))
         click.echo(f"{name} accepted for {instance_id}")
         if wait:
-            time.sleep(0.1)
             inst = wait_for(c, instance_id)
             if inst is not None and inst.get("fault"):
                 raise click.ClickException(f"{name} failed: {inst['fault'].get('message')}")
 
+    # Click lists arguments in the order their decorators are applied, innermost first.
     if arg is not None:
         command = arg(command)
-    return instance.command(name, help=help_text)(command)
+    command = click.option("--wait", is_flag=True, help="Show progress until ACTIVE.")(command)
+    command = click.argument("instance_id")(command)
+    return instance.command(name, help=help_text)(with_client(command))
 
 
 _action(

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import time
 from typing import Any
 
 import click
@@ -54,41 +55,57 @@ def _check_manager(settings: Settings) -> None:
         raise click.BadParameter(exc.message, param_hint="--resource-manager") from exc
 
 
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM when `cellar serve` dies, however it dies (uvicorn
+    re-raises the signal that stopped it, so a `finally` in the parent may never run)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class Supervisor:
-    """Keeps the task manager process running beside the API: a crash is restarted and
-    the new process resumes the jobs the old one held."""
+    """Keeps `settings.taskmanagers` task manager processes running beside the API: one
+    that dies is started again under the same name and resumes the jobs it held."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.stopping = threading.Event()
-        self.proc: subprocess.Popen[bytes] | None = None
+        host = socket.gethostname()
+        self.names = [f"{host}-tm{i}" for i in range(max(1, settings.taskmanagers))]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.thread = threading.Thread(target=self._watch, name="supervisor", daemon=True)
 
     def start(self) -> None:
-        self._spawn()
+        for name in self.names:
+            self._spawn(name)
         self.thread.start()
 
-    def _spawn(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "cellar", "taskmanager"], env=settings_env(self.settings)
+    def _spawn(self, name: str) -> None:
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "cellar", "taskmanager", "--name", name],
+            env=settings_env(self.settings),
+            preexec_fn=_die_with_parent,
         )
 
     def _watch(self) -> None:
         while not self.stopping.wait(0.5):
-            if self.proc is not None and self.proc.poll() is not None:
-                log.warning("task manager exited with %s; starting it again", self.proc.returncode)
-                time.sleep(0.5)
-                if not self.stopping.is_set():
-                    self._spawn()
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is not None and not self.stopping.is_set():
+                    log.warning(
+                        "task manager %s exited with %s; starting it again", name, proc.returncode
+                    )
+                    self._spawn(name)
 
     def stop(self) -> None:
         self.stopping.set()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
             try:
-                self.proc.wait(15)
+                proc.wait(15)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
+                proc.kill()
 
 
 @click.command()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,8 +40,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            readonly = conn.get_execution_options().get(READONLY, False)
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
+        _WRITE_LOCKS[engine] = threading.RLock()
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -50,8 +54,36 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# SQLite lets one writer in at a time and makes the others wait in its busy handler,
+# which sleeps in growing steps (up to 100 ms). Writers of one process queue on a lock
+# instead, and only processes meet in the busy handler.
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+READONLY = "cellar_readonly"
+
+
 @contextmanager
-def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose work is committed on success and rolled back on error."""
-    with factory() as session, session.begin():
+def write_lock(engine: Engine) -> Iterator[None]:
+    """Held around one write transaction (a no-op but on SQLite)."""
+    lock = _WRITE_LOCKS.get(engine)
+    if lock is None:
+        yield
+        return
+    with lock:
+        yield
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session], *, readonly: bool = False) -> Iterator[Session]:
+    """A session whose work is committed on success and rolled back on error.
+
+    `readonly` transactions start deferred on SQLite: they neither wait for nor block
+    writers (WAL), so reads never queue behind the task manager's writes.
+    """
+    if readonly:
+        with factory() as session, session.begin():
+            session.connection(execution_options={READONLY: True})
+            yield session
+        return
+    engine = factory.kw["bind"]
+    with write_lock(engine), factory() as session, session.begin():
         yield session

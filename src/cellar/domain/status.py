@@ -56,9 +56,7 @@ _BUSY = frozenset(
 TASK_TRANSITIONS: dict[InstanceTask, frozenset[InstanceTask]] = {
     InstanceTask.BUILDING: frozenset({InstanceTask.NONE, InstanceTask.DELETING} | BUILD_ERRORS),
     InstanceTask.NONE: frozenset(_BUSY | {InstanceTask.DELETING, InstanceTask.RESTART_REQUIRED}),
-    InstanceTask.RESTART_REQUIRED: frozenset(
-        _BUSY | {InstanceTask.DELETING, InstanceTask.NONE}
-    ),
+    InstanceTask.RESTART_REQUIRED: frozenset(_BUSY | {InstanceTask.DELETING, InstanceTask.NONE}),
     **{
         busy: frozenset({InstanceTask.NONE, InstanceTask.ERROR, InstanceTask.DELETING})
         for busy in _BUSY
@@ -133,9 +131,7 @@ ACTIONABLE_SERVICE = frozenset(
 )
 
 
-def derive_status(
-    task: InstanceTask, server: ServerStatus | None, service: ServiceStatus
-) -> str:
+def derive_status(task: InstanceTask, server: ServerStatus | None, service: ServiceStatus) -> str:
     """The instance status a user sees, in the order Trove's `SimpleInstance.status` checks."""
     if task.is_error:
         return "ERROR"

@@ -22,6 +22,8 @@ from sqlalchemy import Engine
 from taskflow import exceptions as tf_exc
 from taskflow.persistence import path_based
 
+from cellar.db.engine import write_lock
+
 
 class SqlPathBackend(path_based.PathBasedBackend):  # type: ignore[misc]
     """A TaskFlow persistence backend over the `taskflow_paths` table."""
@@ -66,34 +68,42 @@ class _Connection(path_based.PathBasedConnection):  # type: ignore[misc]
 
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[Any]:
-        """The cursor of this thread's open transaction, else a one-statement one."""
+        """The cursor of this thread's open transaction, else one for a single read."""
         current = getattr(self.sql.local, "cursor", None)
         if current is not None:
             yield current
             return
-        with self._transaction() as cursor:
-            yield cursor
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[Any]:
         raw = self.sql.engine.raw_connection()
         cursor = raw.cursor()
         try:
-            if self.sqlite:
-                cursor.execute("BEGIN IMMEDIATE")
-            self.sql.local.cursor = cursor
-            yield cursor
-            if self.sqlite:
-                cursor.execute("COMMIT")
-            else:
-                raw.commit()
-        except BaseException:
-            raw.rollback()
-            raise
+            yield cursor  # SQLite: autocommit read; PostgreSQL: rolled back below
         finally:
-            self.sql.local.cursor = None
             cursor.close()
+            if not self.sqlite:
+                raw.rollback()
             raw.close()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        with write_lock(self.sql.engine):
+            raw = self.sql.engine.raw_connection()
+            cursor = raw.cursor()
+            try:
+                if self.sqlite:
+                    cursor.execute("BEGIN IMMEDIATE")
+                self.sql.local.cursor = cursor
+                yield cursor
+                if self.sqlite:
+                    cursor.execute("COMMIT")
+                else:
+                    raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                self.sql.local.cursor = None
+                cursor.close()
+                raw.close()
 
     def _get_item(self, path: str) -> Any:
         with self._cursor() as cur:
