@@ -40,6 +40,10 @@ class Settings:
     # Task manager: flows run at once, and how long a claimed job stays claimed
     # without a renewal before another task manager may take it over.
     workers: int = 8
+    # The local cloud: the bridge's network (servers get addresses from it; the host is
+    # the first address) and the port its DNS server answers on (127.0.0.1).
+    local_cidr: str = "10.251.0.0/24"
+    local_dns_port: int = 15353
     # Task manager processes `cellar serve` runs (each with `workers` threads).
     taskmanagers: int = 2
     job_lease_s: float = 15.0
@@ -51,6 +55,11 @@ class Settings:
             )
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {self.backend!r}")
+
+    @property
+    def local_root(self) -> Path:
+        """Everything of the local cloud: its state file, volume images, config drives."""
+        return Path(self.state_dir) / "localcloud"
 
     @property
     def fake_cloud_path(self) -> Path:
