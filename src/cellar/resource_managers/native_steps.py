@@ -107,6 +107,7 @@ class CreateServer(SpecTask):
                 flavor=self.spec.flavor,
                 image=self.spec.image,
                 security_group_ids=(security_group_id,),
+                user_data=self.services.guest.user_data(self.instance_id),
                 metadata={"cellar_instance_id": self.instance_id},
             )
         self.ctx.store.record_resources(self.instance_id, compute_instance_id=server.id)

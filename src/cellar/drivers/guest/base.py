@@ -27,6 +27,11 @@ class GuestStatus:
 class GuestDriver(abc.ABC):
     name: str = "guest"
 
+    def user_data(self, instance_id: str) -> dict[str, str]:
+        """What the server's config drive must carry for its guest agent to find the
+        control plane (address, per-instance secret). Nothing by default."""
+        return {}
+
     @abc.abstractmethod
     def prepare(self, instance_id: str, *, server_id: str, spec: InstanceSpec) -> None:
         """Ask the guest to set up the datastore (asynchronous: poll `status`)."""
