@@ -9,7 +9,6 @@ from typing import Any, TypeVar
 
 from taskflow import task
 from taskflow.patterns import linear_flow
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
 
 from cellar.domain.errors import CellarError, TransientError
 from cellar.domain.specs import InstanceSpec
@@ -52,17 +51,21 @@ class CellarTask(task.Task):  # type: ignore[misc]
         return self.ctx.services
 
     def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Call a driver, retrying transient failures with a delay; permanent ones raise."""
+        """Call a driver, retrying transient failures with a delay; permanent ones raise.
+
+        A plain loop rather than tenacity: it runs on every driver call of every step,
+        and building a retry controller each time cost more than the call itself.
+        """
         settings = self.ctx.settings
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransientError),
-            stop=stop_after_attempt(max(1, settings.retry_attempts)),
-            wait=wait_fixed(settings.retry_delay_s),
-            sleep=self.ctx.sleep,
-            reraise=True,
-        )
-        result: T = retrying(fn, *args, **kwargs)
-        return result
+        attempts = max(1, settings.retry_attempts)
+        for attempt in range(1, attempts + 1):
+            try:
+                return fn(*args, **kwargs)
+            except TransientError:
+                if attempt == attempts:
+                    raise
+                self.ctx.sleep(settings.retry_delay_s)
+        raise AssertionError("unreachable")
 
     def check_not_cancelled(self) -> None:
         if self.ctx.store.is_deleting(self.instance_id):

@@ -73,27 +73,33 @@ def build_flow(manager: ResourceManager, store: DbInstanceStore, job: Job) -> An
     """The whole flow of `job`. Deterministic: a resumed job gets the same atoms."""
     kind, iid, args = JobKind(job.kind), job.instance_id or "", job.args
     finish = FinishTask(store, iid, name="instance.ready")
-    flow = linear_flow.Flow(kind.value)
     if kind is JobKind.PROVISION_INSTANCE:
-        return flow.add(manager.provision_instance(spec_from_dict(args["spec"])), finish)
-    if kind is JobKind.RESIZE_FLAVOR:
-        return flow.add(manager.resize_flavor(iid, flavor_from_dict(args["flavor"])), finish)
-    if kind is JobKind.RESIZE_VOLUME:
-        return flow.add(manager.resize_volume(iid, int(args["size_gb"])), finish)
-    if kind is JobKind.REBOOT:
-        return flow.add(manager.reboot(iid), finish)
-    if kind is JobKind.RESTART:
-        return flow.add(restart_flow(manager.ctx, iid), finish)
-    if kind is JobKind.DELETE_INSTANCE:
-        return flow.add(
-            manager.delete_instance(iid), MarkDeleted(store, iid, name="instance.deleted")
-        )
-    if kind is JobKind.ADD_SECURITY_GROUP_RULE:
-        return flow.add(
-            manager.add_security_group_rule(iid, args["rule_id"], rule_from_dict(args["rule"]))
-        )
-    if kind is JobKind.DELETE_SECURITY_GROUP_RULE:
-        return flow.add(manager.delete_security_group_rule(iid, args["rule_id"]))
-    if kind is JobKind.UPDATE_SECURITY_GROUP_RULE_CIDR:
-        return flow.add(manager.update_security_group_rule_cidr(iid, args["rule_id"], args["cidr"]))
-    raise ValueError(f"unknown job kind {job.kind!r}")
+        steps = [manager.provision_instance(spec_from_dict(args["spec"])), finish]
+    elif kind is JobKind.RESIZE_FLAVOR:
+        steps = [manager.resize_flavor(iid, flavor_from_dict(args["flavor"])), finish]
+    elif kind is JobKind.RESIZE_VOLUME:
+        steps = [manager.resize_volume(iid, int(args["size_gb"])), finish]
+    elif kind is JobKind.REBOOT:
+        steps = [manager.reboot(iid), finish]
+    elif kind is JobKind.RESTART:
+        steps = [restart_flow(manager.ctx, iid), finish]
+    elif kind is JobKind.DELETE_INSTANCE:
+        steps = [manager.delete_instance(iid), MarkDeleted(store, iid, name="instance.deleted")]
+    elif kind is JobKind.ADD_SECURITY_GROUP_RULE:
+        rule = rule_from_dict(args["rule"])
+        steps = [manager.add_security_group_rule(iid, args["rule_id"], rule)]
+    elif kind is JobKind.DELETE_SECURITY_GROUP_RULE:
+        steps = [manager.delete_security_group_rule(iid, args["rule_id"])]
+    elif kind is JobKind.UPDATE_SECURITY_GROUP_RULE_CIDR:
+        steps = [manager.update_security_group_rule_cidr(iid, args["rule_id"], args["cidr"])]
+    else:
+        raise ValueError(f"unknown job kind {job.kind!r}")
+    # One flat flow: a linear manager flow's steps are lifted into it (each nesting level
+    # costs TaskFlow compile and scheduling time on every job).
+    flow = linear_flow.Flow(kind.value)
+    for step in steps:
+        if isinstance(step, linear_flow.Flow):
+            flow.add(*list(step))
+        else:
+            flow.add(step)
+    return flow
