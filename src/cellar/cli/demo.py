@@ -2,16 +2,21 @@
 
 Starts `cellar serve` in its own state directory, then through the API: create an
 instance (with a progress display), resize its flavor, grow its volume, reboot it,
-restart its datastore, delete it, and audit the cloud. Prints a summary at the end.
+restart its datastore, delete it, and audit the cloud; on the local cloud it also
+connects to PostgreSQL by the instance's DNS name, writes rows, keeps writing while the
+volume grows, and checks the rows after every change. Prints a summary at the end.
 """
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +25,9 @@ import httpx
 from rich.table import Table
 
 from cellar.cli.client import Client, console, wait_for
+from cellar.cli.demo_db import DemoDatabase
 from cellar.cli.server import settings_env
-from cellar.config import settings_from_env
+from cellar.config import Settings, settings_from_env
 from cellar.db.engine import make_engine, make_session_factory, transaction
 from cellar.db.migrate import upgrade
 
@@ -32,148 +38,198 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise click.ClickException(f"cellar serve exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise click.ClickException("cellar serve did not answer in time")
-
-
-@click.command()
-@click.option("--backend", type=click.Choice(["fake"]), default="fake", show_default=True)
-@click.option("--resource-manager", default="native", show_default=True)
-@click.option(
-    "--latency",
-    type=float,
-    default=0.3,
-    show_default=True,
-    help="Seconds each fake cloud call and each build takes.",
-)
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None)
-def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | None) -> None:
-    """Create, resize, grow, reboot, restart and delete an instance, then audit."""
-    from cellar.db.tokens import issue_token
-
-    state = state_dir or Path(tempfile.mkdtemp(prefix="cellar-demo-"))
-    port = _free_port()
-    settings = settings_from_env(
-        state_dir=state,
-        backend=backend,
-        resource_manager=resource_manager,
-        api_port=port,
-        fake_latency_s=latency,
-    )
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    with transaction(make_session_factory(engine)) as s:
-        token = issue_token(s, project_id="demo")
-    url = f"http://127.0.0.1:{port}"
-    console.print(
-        f"[bold]cellar demo[/]: backend {backend}, resource manager "
-        f"{resource_manager}, state in {state}"
-    )
-    log = open(state / "serve.log", "wb")  # noqa: SIM115 - kept open for the child
+@contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """`cellar serve` as a child process; yields its URL once it answers."""
+    log = open(Path(settings.state_dir) / "serve.log", "wb")  # noqa: SIM115 - the child's
     proc = subprocess.Popen(
         [sys.executable, "-m", "cellar", "serve"],
         env=settings_env(settings),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    summary: list[tuple[str, float, str]] = []
+    url = f"http://127.0.0.1:{settings.api_port}"
     try:
-        _wait_http(url + "/", proc)
-        client = Client(url, token, "demo")
-
-        def step(title: str, fn: Any) -> Any:
-            console.rule(title)
-            t0 = time.monotonic()
-            result = fn()
-            summary.append((title, time.monotonic() - t0, "ok"))
-            return result
-
-        def create() -> dict[str, Any]:
-            body = {
-                "instance": {
-                    "name": "demo-db",
-                    "flavorRef": "1",
-                    "volume": {"size": 1},
-                    "datastore": {"type": "postgresql"},
-                }
-            }
-            inst = client.request("POST", "/instances", json=body)["instance"]
-            console.print(f"instance {inst['id']} accepted: {inst['status']}")
-            return wait_for(client, inst["id"]) or inst
-
-        inst = step("create", create)
-        iid = inst["id"]
-
-        def action(body: dict[str, Any], check: Any) -> Any:
-            def run() -> None:
-                client.request("POST", f"/instances/{iid}/action", json=body)
-                done = wait_for(client, iid)
-                assert done is not None
-                if done.get("fault"):
-                    raise click.ClickException(done["fault"]["message"])
-                problem = check(done)
-                if problem:
-                    raise click.ClickException(problem)
-
-            return run
-
-        step(
-            "resize flavor 1 -> 2",
-            action(
-                {"resize": {"flavorRef": "2"}},
-                lambda i: None if i["flavor"]["id"] == "2" else f"flavor is {i['flavor']['id']}",
-            ),
-        )
-        step(
-            "resize volume 1 -> 2 GB",
-            action(
-                {"resize": {"volume": {"size": 2}}},
-                lambda i: None if i["volume"]["size"] == 2 else f"volume is {i['volume']['size']}",
-            ),
-        )
-        step("reboot", action({"reboot": {}}, lambda i: None))
-        step("restart", action({"restart": {}}, lambda i: None))
-
-        def delete() -> None:
-            client.request("DELETE", f"/instances/{iid}")
-            wait_for(client, iid, until=(), gone_ok=True)
-
-        step("delete", delete)
-
-        def audit() -> None:
-            result = subprocess.run(
-                [sys.executable, "-m", "cellar", "audit"],
-                env=settings_env(settings),
-                capture_output=True,
-                text=True,
-            )
-            console.print(result.stdout.strip())
-            if result.returncode != 0:
-                raise click.ClickException("audit found orphaned resources")
-
-        step("audit", audit)
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise click.ClickException(
+                    f"cellar serve exited with {proc.returncode}; see {log.name}"
+                )
+            try:
+                if httpx.get(url + "/", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise click.ClickException(f"cellar serve did not answer; see {log.name}")
+            time.sleep(0.2)
+        yield url
     finally:
         proc.terminate()
         try:
-            proc.wait(15)
+            proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    table = Table(title="cellar demo: summary")
-    table.add_column("step")
-    table.add_column("seconds", justify="right")
-    table.add_column("result")
-    for title, seconds, result in summary:
-        table.add_row(title, f"{seconds:.2f}", result)
-    console.print(table)
+
+
+class Steps:
+    def __init__(self) -> None:
+        self.done: list[tuple[str, float]] = []
+
+    def run(self, title: str, fn: Callable[[], Any]) -> Any:
+        console.rule(title)
+        t0 = time.monotonic()
+        result = fn()
+        self.done.append((title, time.monotonic() - t0))
+        return result
+
+    def table(self) -> Table:
+        table = Table(title="cellar demo: summary")
+        table.add_column("step")
+        table.add_column("seconds", justify="right")
+        for title, seconds in self.done:
+            table.add_row(title, f"{seconds:.2f}")
+        return table
+
+
+def _local_problems() -> list[str]:
+    from cellar.localcloud.system import missing_tools
+
+    problems = [] if os.geteuid() == 0 else ["root (namespaces, loop devices, mounts, cgroups)"]
+    return problems + missing_tools()
+
+
+@click.command()
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "fake"]),
+    default="local",
+    show_default=True,
+    help="local: real PostgreSQL servers on this machine (needs root); fake: in a file.",
+)
+@click.option("--resource-manager", default="native", show_default=True)
+@click.option(
+    "--latency",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="fake backend: seconds each call and each build takes.",
+)
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None)
+def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | None) -> None:
+    """Create, resize, grow, reboot, restart and delete an instance, then audit."""
+    from cellar.db.tokens import issue_token
+
+    if backend == "local" and (problems := _local_problems()):
+        console.print(
+            "[yellow]The local cloud cannot run here[/]: missing "
+            + "; ".join(problems)
+            + ".\nRunning the same scenario on the fake cloud instead (--backend fake)."
+        )
+        backend = "fake"
+    state = state_dir or Path(tempfile.mkdtemp(prefix="cellar-demo-"))
+    settings = settings_from_env(
+        state_dir=state,
+        backend=backend,
+        resource_manager=resource_manager,
+        api_port=_free_port(),
+        fake_latency_s=latency,
+    )
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    with transaction(make_session_factory(engine)) as s:
+        token = issue_token(s, project_id="demo")
+    console.print(
+        f"[bold]cellar demo[/]: backend {backend}, resource manager {resource_manager}, "
+        f"state in {state}"
+    )
+    steps = Steps()
+    with serving(settings) as url:
+        scenario(Client(url, token, "demo"), settings, steps)
+    console.print(steps.table())
     console.print(f"[green]demo passed[/] (server log: {state / 'serve.log'})")
+
+
+def scenario(client: Client, settings: Settings, steps: Steps) -> None:
+    local = settings.backend == "local"
+    password = "demo-" + os.urandom(6).hex()
+
+    def create() -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "name": "demo-db",
+            "flavorRef": "1",
+            "volume": {"size": 1},
+            "datastore": {"type": "postgresql"},
+            "databases": [{"name": "shop"}],
+            "users": [{"name": "demo", "password": password, "databases": [{"name": "shop"}]}],
+        }
+        inst = client.request("POST", "/instances", json={"instance": body})["instance"]
+        console.print(f"instance {inst['id']} accepted: {inst['status']}")
+        return wait_for(client, inst["id"]) or inst
+
+    inst = steps.run("create", create)
+    iid = inst["id"]
+    db = DemoDatabase(settings, inst, user="demo", password=password) if local else None
+    if db is not None:
+        steps.run("connect by DNS name and write rows", db.connect_and_write)
+
+    def action(body: dict[str, Any], check: Callable[[dict[str, Any]], str | None]) -> Any:
+        def run() -> None:
+            client.request("POST", f"/instances/{iid}/action", json=body)
+            done = wait_for(client, iid)
+            if done is None or done.get("fault"):
+                raise click.ClickException(str((done or {}).get("fault")))
+            problem = check(done)
+            if problem:
+                raise click.ClickException(problem)
+            if db is not None:
+                db.check_rows()
+
+        return run
+
+    def grow() -> None:
+        if db is None:
+            return action({"resize": {"volume": {"size": 2}}}, _size(2))()
+        with db.writing():
+            action({"resize": {"volume": {"size": 2}}}, _size(2))()
+
+    steps.run("resize volume 1 -> 2 GB" + (" while writing" if local else ""), grow)
+    steps.run("resize flavor 1 -> 2", action({"resize": {"flavorRef": "2"}}, _flavor("2")))
+    steps.run("reboot", action({"reboot": {}}, lambda i: None))
+    steps.run("restart", action({"restart": {}}, lambda i: None))
+
+    def delete() -> None:
+        client.request("DELETE", f"/instances/{iid}")
+        wait_for(client, iid, until=(), gone_ok=True)
+
+    steps.run("delete", delete)
+
+    def audit() -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "cellar", "audit"],
+            env=settings_env(settings),
+            capture_output=True,
+            text=True,
+        )
+        console.print(result.stdout.strip())
+        if result.returncode != 0:
+            raise click.ClickException("audit found orphaned resources")
+        if local:
+            from cellar.localcloud.cleanup import leftovers
+
+            left = leftovers(settings)
+            if left:
+                raise click.ClickException("left on the host: " + "; ".join(left))
+            console.print("host: no namespace, loop device, mount, cgroup or nft table left")
+
+    steps.run("audit", audit)
+
+
+def _size(gb: int) -> Callable[[dict[str, Any]], str | None]:
+    return lambda i: None if i["volume"]["size"] == gb else f"volume is {i['volume']['size']} GB"
+
+
+def _flavor(fid: str) -> Callable[[dict[str, Any]], str | None]:
+    return lambda i: None if i["flavor"]["id"] == fid else f"flavor is {i['flavor']['id']}"
