@@ -39,13 +39,13 @@ class Settings:
     retry_delay_s: float = 0.2
     # Task manager: flows run at once, and how long a claimed job stays claimed
     # without a renewal before another task manager may take it over.
-    workers: int = 8
+    workers: int = 4
     # The local cloud: the bridge's network (servers get addresses from it; the host is
     # the first address) and the port its DNS server answers on (127.0.0.1).
     local_cidr: str = "10.251.0.0/24"
     local_dns_port: int = 15353
     # Task manager processes `cellar serve` runs (each with `workers` threads).
-    taskmanagers: int = 2
+    taskmanagers: int = 1
     job_lease_s: float = 15.0
 
     def __post_init__(self) -> None:
