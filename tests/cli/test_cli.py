@@ -3,72 +3,26 @@ instance commands talking to it over HTTP, tokens and the audit."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from click.testing import CliRunner
 
 from cellar.cli import main
 from cellar.drivers.fake import FakeCloud
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _cellar(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cellar", *args], env=env, capture_output=True, text=True
-    )
+from serving import cellar, cellar_env, serving
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    return dict(
-        os.environ,
-        CELLAR_STATE_DIR=str(tmp_path),
-        CELLAR_BACKEND="fake",
-        CELLAR_LOG_LEVEL="WARNING",
-        CELLAR_POLL_INTERVAL_S="0.01",
-    )
+    return cellar_env(tmp_path, CELLAR_BACKEND="fake")
 
 
 @pytest.fixture
 def served(env: dict[str, str]) -> Iterator[dict[str, str]]:
-    port = _free_port()
-    env = dict(env, CELLAR_API_PORT=str(port))
-    issued = _cellar(env, "token", "issue", "--project", "ops")
-    assert issued.returncode == 0, issued.stderr
-    proc = subprocess.Popen([sys.executable, "-m", "cellar", "serve"], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "serve did not start"
-            time.sleep(0.1)
-        yield dict(
-            env,
-            CELLAR_URL=url,
-            CELLAR_TOKEN=issued.stdout.strip().splitlines()[-1],
-            CELLAR_PROJECT="ops",
-        )
-    finally:
-        proc.terminate()
-        proc.wait(20)
+    with serving(env) as s:
+        yield dict(env, CELLAR_URL=s.url, CELLAR_TOKEN=s.token, CELLAR_PROJECT=s.project)
 
 
 def test_instance_commands_against_a_running_server(served: dict[str, str]) -> None:
@@ -95,7 +49,7 @@ def test_instance_commands_against_a_running_server(served: dict[str, str]) -> N
     refused = runner.invoke(main, ["instance", "resize-volume", iid, "1"], env=served)
     assert refused.exit_code != 0 and "HTTP 404" in refused.output
 
-    audit = _cellar(served, "audit")
+    audit = cellar(served, "audit")
     assert audit.returncode == 0 and "clean" in audit.stdout
 
 
@@ -106,16 +60,16 @@ def test_bad_input_is_reported_with_the_field(served: dict[str, str]) -> None:
 
 
 def test_token_issue_prints_the_token_last(env: dict[str, str]) -> None:
-    first = _cellar(env, "token", "issue", "--project", "a", "--admin")
-    second = _cellar(env, "token", "issue", "--project", "a")
+    first = cellar(env, "token", "issue", "--project", "a", "--admin")
+    second = cellar(env, "token", "issue", "--project", "a")
     assert first.returncode == second.returncode == 0
     tokens = [p.stdout.strip().splitlines()[-1] for p in (first, second)]
     assert tokens[0] != tokens[1] and all(len(t) >= 20 for t in tokens)
 
 
 def test_audit_finds_a_resource_no_instance_owns(env: dict[str, str], tmp_path: Path) -> None:
-    assert _cellar(env, "db", "upgrade").returncode == 0
-    clean = _cellar(env, "audit")
+    assert cellar(env, "db", "upgrade").returncode == 0
+    clean = cellar(env, "audit")
     assert clean.returncode == 0, clean.stdout + clean.stderr
 
     cloud = FakeCloud(tmp_path / "fake-cloud.sqlite")
@@ -123,12 +77,12 @@ def test_audit_finds_a_resource_no_instance_owns(env: dict[str, str], tmp_path: 
 
     orphan = fake_services(cloud).volume.create_volume(name="cellar-0000-gone", size_gb=1)
     cloud.close()
-    dirty = _cellar(env, "audit")
+    dirty = cellar(env, "audit")
     assert dirty.returncode == 1
     assert orphan.id in dirty.stdout and "cellar-0000-gone" in dirty.stdout
 
 
 def test_unknown_resource_manager_is_refused_with_the_option_named(env: dict[str, str]) -> None:
-    result = _cellar(env, "taskmanager", "--resource-manager", "heat")
+    result = cellar(env, "taskmanager", "--resource-manager", "heat")
     assert result.returncode == 2
     assert "--resource-manager" in result.stderr and "native" in result.stderr
