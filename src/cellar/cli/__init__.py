@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cellar.cli import client, demo, server
+from cellar.cli import client, demo, guest, server
 
 
 @click.group()
@@ -12,5 +12,5 @@ def main() -> None:
     """cellar: databases as a service."""
 
 
-for command in (*server.COMMANDS, *client.COMMANDS, demo.demo):
+for command in (*server.COMMANDS, *client.COMMANDS, demo.demo, guest.guest_agent):
     main.add_command(command)

@@ -47,9 +47,13 @@ class Client:
         return result
 
     def events(self, instance_id: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.request("GET", f"/instances/{instance_id}/events")[
-            "events"
-        ]
+        """The instance's events; none once it is gone (a delete may finish meanwhile)."""
+        response = self.http.get(f"/instances/{instance_id}/events")
+        if response.status_code == 404:
+            return []
+        if response.status_code >= 400:
+            raise ApiError(response)
+        result: list[dict[str, Any]] = response.json()["events"]
         return result
 
 

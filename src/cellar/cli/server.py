@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -108,20 +109,59 @@ class Supervisor:
                 proc.kill()
 
 
+def _start_local_cloud(settings: Settings) -> tuple[list[str], Callable[[], None]]:
+    """What the local cloud needs beside the API: the bridge and host firewall (made by
+    its drivers, idempotently) and the DNS server. Returns the extra address the API must
+    listen on (the bridge's: servers' guest agents reach the control plane there) and a
+    function that stops the DNS server."""
+    from cellar.drivers.registry import build_services
+    from cellar.localcloud.dns import run_dns_server
+    from cellar.localcloud.network import Network
+    from cellar.localcloud.system import LocalCloudError, missing_tools, require_root
+
+    try:
+        require_root()
+    except LocalCloudError as exc:
+        raise click.ClickException(exc.message) from exc
+    if missing := missing_tools():
+        raise click.ClickException(
+            "The local cloud needs: " + ", ".join(missing) + " (scripts/install-system-deps.sh)"
+        )
+    build_services(settings)
+    dns = run_dns_server(settings)
+    return [Network.from_settings(settings).gateway], dns.stop
+
+
+def _run_api(settings: Settings, engine: Any, extra_hosts: list[str]) -> None:
+    import uvicorn
+
+    from cellar.api.app import create_app
+
+    sockets = []
+    for host in [settings.api_host, *extra_hosts]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, settings.api_port))
+        sock.listen(1024)
+        sockets.append(sock)
+    config = uvicorn.Config(create_app(settings, engine=engine), log_level="warning")
+    uvicorn.Server(config).run(sockets=sockets)
+
+
 @click.command()
 @settings_options
 @click.option("--host", "api_host", default=None, help="Address the API listens on.")
 @click.option("--port", "api_port", type=int, default=None, help="Port the API listens on.")
 def serve(**cli: Any) -> None:
-    """The API and the task manager in one process tree (the embedded default)."""
-    import uvicorn
-
-    from cellar.api.app import create_app
-
+    """The API, the task manager and (with --backend local) the local cloud's DNS."""
     _logging()
     settings = settings_from(**cli)
     _check_manager(settings)
     engine = _migrated(settings)
+    extra_hosts: list[str] = []
+    stop_local: Callable[[], None] = lambda: None  # noqa: E731
+    if settings.backend == "local":
+        extra_hosts, stop_local = _start_local_cloud(settings)
     supervisor = Supervisor(settings)
     supervisor.start()
     log.info(
@@ -133,14 +173,10 @@ def serve(**cli: Any) -> None:
         settings.state_dir,
     )
     try:
-        uvicorn.run(
-            create_app(settings, engine=engine),
-            host=settings.api_host,
-            port=settings.api_port,
-            log_level="warning",
-        )
+        _run_api(settings, engine, extra_hosts)
     finally:
         supervisor.stop()
+        stop_local()
 
 
 @click.command()
