@@ -3,7 +3,7 @@
 # (or passwordless sudo) only when something is missing.
 set -euo pipefail
 
-packages=(postgresql postgresql-client)
+packages=(postgresql postgresql-client xfsprogs nftables iproute2 util-linux)
 
 missing=()
 for p in "${packages[@]}"; do

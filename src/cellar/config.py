@@ -14,6 +14,10 @@ BACKENDS = ("fake", "local", "openstack")
 
 
 def _default_state_dir() -> Path:
+    # As root (the local cloud), /var/lib/cellar: the volumes are mounted below the state
+    # directory and the postgres user must reach them, which /root (0700) forbids.
+    if os.geteuid() == 0:
+        return Path("/var/lib/cellar")
     base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
     return Path(base) / "cellar"
 
@@ -34,6 +38,10 @@ class Settings:
     server_timeout_s: float = 120.0
     volume_timeout_s: float = 60.0
     guest_timeout_s: float = 600.0
+    # An instance whose guest has reported heartbeats and then stays silent this long
+    # shows its datastore as FAILED_TIMEOUT_GUESTAGENT (status ERROR), as Trove's
+    # `agent_heartbeat_expiry` does. Instances whose guest never reported are not judged.
+    guest_heartbeat_timeout_s: float = 60.0
     # Transient failures are retried this many times, `retry_delay_s` apart.
     retry_attempts: int = 5
     retry_delay_s: float = 0.2
@@ -44,6 +52,10 @@ class Settings:
     # the first address) and the port its DNS server answers on (127.0.0.1).
     local_cidr: str = "10.251.0.0/24"
     local_dns_port: int = 15353
+    # The local cloud's bridge; its servers' namespaces, veths, cgroups and host firewall
+    # table are named after it, so two clouds on one host (a test's and `cellar serve`'s)
+    # never touch each other's objects. At most 15 characters (a Linux interface name).
+    local_bridge: str = "cellar0"
     # Task manager processes `cellar serve` runs (each with `workers` threads).
     taskmanagers: int = 1
     job_lease_s: float = 15.0

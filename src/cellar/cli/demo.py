@@ -190,10 +190,12 @@ def scenario(client: Client, settings: Settings, steps: Steps) -> None:
         return run
 
     def grow() -> None:
+        resize = action({"resize": {"volume": {"size": 2}}}, _size(2))
         if db is None:
-            return action({"resize": {"volume": {"size": 2}}}, _size(2))()
+            resize()
+            return
         with db.writing():
-            action({"resize": {"volume": {"size": 2}}}, _size(2))()
+            resize()
 
     steps.run("resize volume 1 -> 2 GB" + (" while writing" if local else ""), grow)
     steps.run("resize flavor 1 -> 2", action({"resize": {"flavorRef": "2"}}, _flavor("2")))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -60,6 +60,8 @@ class Instance(Base):
     server_status: Mapped[str | None] = mapped_column(String(64))
     service_status: Mapped[str] = mapped_column(String(64))
     service_updated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The guest's clock (`sent`) on its last accepted heartbeat; None if it never sent one.
+    guest_heartbeat_sent: Mapped[float | None] = mapped_column(Float)
     access: Mapped[dict[str, Any]] = mapped_column(default=dict)
     configuration_id: Mapped[str | None] = mapped_column(String(36))
     cluster_id: Mapped[str | None] = mapped_column(String(36))

@@ -28,6 +28,7 @@ class Services:
 
 _BACKENDS: dict[str, tuple[str, str]] = {
     "fake": ("cellar.drivers.fake", "build_services"),
+    "local": ("cellar.drivers.local", "build_services"),
 }
 
 

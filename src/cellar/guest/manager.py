@@ -117,6 +117,8 @@ def write_marker(data_dir: Path, data: dict[str, Any]) -> None:
 class DatastoreManager(abc.ABC):
     """One datastore on the server's volume (`data_dir`), listening on `address:port`."""
 
+    datastore = ""
+
     def __init__(self, data_dir: Path, *, address: str, version: str, port: int) -> None:
         self.data_dir = data_dir
         self.address = address

@@ -12,6 +12,7 @@ Standard library only: the agent imports this inside every server.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -56,10 +57,8 @@ def load_or_create_key(path: Path) -> bytes:
             out.write(secrets.token_bytes(KEY_BYTES))
             out.flush()
             os.fsync(out.fileno())
-        try:
+        with contextlib.suppress(FileExistsError):  # another process linked its key first
             os.link(tmp, path)
-        except FileExistsError:
-            pass
     finally:
         tmp.unlink(missing_ok=True)
     key = read_key(path)

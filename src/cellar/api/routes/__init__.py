@@ -1,5 +1,6 @@
 """Trove v1.0 routes, one small module per noun. Every router here is mounted under
-`/v1.0/{tenant_id}` and needs a token; `versions` is the unauthenticated root."""
+`/v1.0/{tenant_id}` and needs a token; `versions` is the unauthenticated root, and
+`guest` the agents' endpoint (`/guest/v1`, the instance's secret instead of a token)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from cellar.api.routes import (
     datastores,
     events,
     flavors,
+    guest,
     instances,
     security_group_rules,
     security_groups,
@@ -26,4 +28,4 @@ ROUTERS: tuple[APIRouter, ...] = (
     security_group_rules.router,
 )
 
-__all__ = ["ROUTERS", "versions"]
+__all__ = ["ROUTERS", "guest", "versions"]

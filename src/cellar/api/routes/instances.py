@@ -63,7 +63,11 @@ def list_instances(
             session, project_id=project, limit=limit, marker=marker
         )
         labels = catalog.version_labels(session, version_ids=(r.datastore_version_id for r in rows))
-    views = [instance_view(r, labels[r.datastore_version_id], linker) for r in rows]
+    timeout = state.settings.guest_heartbeat_timeout_s
+    views = [
+        instance_view(r, labels[r.datastore_version_id], linker, heartbeat_timeout_s=timeout)
+        for r in rows
+    ]
     links = None
     if next_marker is not None:
         query = {"limit": limit, "marker": next_marker}
@@ -80,7 +84,8 @@ def show_instance(instance_id: str, ctx: Ctx, state: State, linker: Links) -> In
         row = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
         version = catalog.get_version_by_id(session, version_id=row.datastore_version_id)
         label = catalog.version_labels(session, version_ids=[version.id])[version.id]
-    return InstanceEnvelope(instance=instance_view(row, label, linker))
+    timeout = state.settings.guest_heartbeat_timeout_s
+    return InstanceEnvelope(instance=instance_view(row, label, linker, heartbeat_timeout_s=timeout))
 
 
 @router.delete("/instances/{instance_id}", status_code=202)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from cellar.api.views.common import Link, Linker, View, isotime, omitted_if_none
+from cellar.db.heartbeats import shown_service_status
 from cellar.db.models import Instance
-from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, derive_status
+from cellar.domain.status import InstanceTask, ServerStatus, derive_status
 
 
 class FlavorLink(View):
@@ -57,12 +58,21 @@ class InstanceList(View):
     links: list[Link] | None = omitted_if_none()
 
 
-def instance_status(row: Instance) -> str:
+def instance_status(row: Instance, *, heartbeat_timeout_s: float | None = None) -> str:
+    """The derived status; with `heartbeat_timeout_s`, a guest that reported and then fell
+    silent that long shows as FAILED_TIMEOUT_GUESTAGENT (`db.heartbeats`)."""
     server = ServerStatus(row.server_status) if row.server_status else None
-    return derive_status(InstanceTask(row.task_status), server, ServiceStatus(row.service_status))
+    service = shown_service_status(row, timeout_s=heartbeat_timeout_s)
+    return derive_status(InstanceTask(row.task_status), server, service)
 
 
-def instance_view(row: Instance, label: tuple[str, str], linker: Linker) -> InstanceView:
+def instance_view(
+    row: Instance,
+    label: tuple[str, str],
+    linker: Linker,
+    *,
+    heartbeat_timeout_s: float | None = None,
+) -> InstanceView:
     fault = None
     if row.fault_message:
         fault = FaultView(
@@ -71,7 +81,7 @@ def instance_view(row: Instance, label: tuple[str, str], linker: Linker) -> Inst
     return InstanceView(
         id=row.id,
         name=row.name,
-        status=instance_status(row),
+        status=instance_status(row, heartbeat_timeout_s=heartbeat_timeout_s),
         task=row.task_status,
         links=linker.links(row.tenant_id, "instances", row.id),
         flavor=FlavorLink(

@@ -1,0 +1,267 @@
+"""The guest agent: the datastore's keeper inside one server.
+
+It reads the config drive, serves the control plane's commands (`guest/http.py`), and
+reports the datastore's status to the control plane: a heartbeat every
+`heartbeat_interval_s`, and at once whenever the status changes (checked every
+`check_interval_s`). On start it looks for a datastore already prepared on the volume
+(after a reboot, or once the volume is mounted) and starts it: the database starts on boot.
+
+Status: BUILDING while a prepare runs, FAILED when the last prepare failed, NEW before
+any datastore exists, else what the datastore's manager reports.
+
+Passwords (the users' and the root password) are never logged; the root password made by
+a prepare is kept in memory only until the control plane reads it once
+(`take_root_password`), and is lost if the agent restarts before that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cellar.domain.status import ServiceStatus
+from cellar.guest.manager import (
+    DatastoreManager,
+    GuestCommandError,
+    PrepareRequest,
+    parse_prepare,
+    read_marker,
+    write_marker,
+)
+from cellar.guest.postgresql import PostgreSQL
+from cellar.guest.protocol import META_DATA, SECRET_HEADER, USER_DATA, heartbeat_path
+
+log = logging.getLogger("cellar.guest")
+
+MANAGERS: dict[str, type[DatastoreManager]] = {"postgresql": PostgreSQL}
+
+Reply = tuple[int, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class ConfigDrive:
+    instance_id: str
+    control_plane_url: str
+    secret: str
+    server_id: str
+    address: str
+    data_dir: Path
+
+    @classmethod
+    def read(cls, path: Path) -> ConfigDrive:
+        """The drive in `path`; ValueError says what is missing."""
+        try:
+            user = json.loads((path / USER_DATA).read_text())
+            meta = json.loads((path / META_DATA).read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the config drive {path}: {exc}") from exc
+        wanted = {USER_DATA: ("instance_id", "control_plane_url", "secret"),
+                  META_DATA: ("address", "data_dir")}  # fmt: skip
+        for name, data in ((USER_DATA, user), (META_DATA, meta)):
+            missing = [k for k in wanted[name] if not isinstance(data, dict) or k not in data]
+            if missing:
+                raise ValueError(
+                    f"{path / name} lacks {', '.join(missing)}: the server was not made with "
+                    "the guest driver's user data"
+                )
+        return cls(
+            instance_id=str(user["instance_id"]),
+            control_plane_url=str(user["control_plane_url"]).rstrip("/"),
+            secret=str(user["secret"]),
+            server_id=str(meta.get("server_id", "")),
+            address=str(meta["address"]),
+            data_dir=Path(meta["data_dir"]),
+        )
+
+
+class Agent:
+    def __init__(
+        self,
+        drive: ConfigDrive,
+        *,
+        heartbeat_interval_s: float = 5.0,
+        check_interval_s: float = 1.0,
+    ) -> None:
+        self.drive = drive
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.check_interval_s = check_interval_s
+        self._commands = threading.Lock()  # one datastore command at a time
+        self._manager: DatastoreManager | None = None
+        self._building = False
+        self._failure: str | None = None
+        self._root_password: str | None = None
+        self._changed = threading.Event()
+        self._stopping = threading.Event()
+
+    def _make(self, datastore: str, version: str, port: int) -> DatastoreManager:
+        cls = MANAGERS[datastore]
+        return cls(self.drive.data_dir, address=self.drive.address, version=version, port=port)
+
+    # What the HTTP server calls.
+
+    def service_status(self) -> ServiceStatus:
+        if self._building:
+            return ServiceStatus.BUILDING
+        if self._failure is not None:
+            return ServiceStatus.FAILED
+        manager = self._manager
+        return ServiceStatus.NEW if manager is None else manager.status()
+
+    def status(self) -> Reply:
+        manager = self._manager
+        body: dict[str, Any] = {"service_status": self.service_status().value}
+        if manager is not None:
+            body.update(datastore=manager.datastore, version=manager.version)
+        if self._failure is not None:
+            body["error"] = self._failure
+        return 200, body
+
+    def prepare(self, body: Any) -> Reply:
+        try:
+            request = parse_prepare(body)
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        if request.datastore not in MANAGERS:
+            return 400, {"error": f"datastore {request.datastore!r} is not supported here"}
+        if not self._commands.acquire(blocking=False):
+            return 503, {"error": "the agent is busy with another command; retry"}
+        if self._manager is None:
+            self._adopt()  # a datastore already on the volume is never prepared over
+        if self._manager is not None:  # a repeat: nothing to do
+            self._commands.release()
+            return 200, {"service_status": self.service_status().value}
+        self._building, self._failure = True, None
+        threading.Thread(target=self._prepare, args=(request,), name="prepare").start()
+        return 202, {"service_status": ServiceStatus.BUILDING.value}
+
+    def _prepare(self, request: PrepareRequest) -> None:
+        """In its own thread, holding the command lock."""
+        started = time.monotonic()
+        try:
+            manager = self._make(request.datastore, request.version, request.port)
+            password = manager.prepare(request)
+            write_marker(
+                self.drive.data_dir,
+                {"datastore": request.datastore, "version": request.version, "port": request.port},
+            )
+            self._manager, self._root_password = manager, password
+            log.info("prepared %s %s in %.1f s", request.datastore, request.version,
+                     time.monotonic() - started)  # fmt: skip
+        except Exception as exc:
+            detail = exc.args[0] if isinstance(exc, GuestCommandError) else type(exc).__name__
+            self._failure = f"prepare failed: {detail}"
+            log.error("%s", self._failure)
+        finally:
+            self._building = False
+            self._commands.release()
+            self._changed.set()
+
+    def command(self, name: str) -> Reply:
+        """stop, start, restart or resize_fs of the prepared datastore (synchronous)."""
+        if self._building:
+            return 409, {"error": "the datastore is being prepared"}
+        if self._manager is None:
+            return 409, {"error": "no datastore has been prepared on this server"}
+        if not self._commands.acquire(timeout=120):
+            return 503, {"error": "the agent is busy with another command; retry"}
+        try:
+            manager = self._manager
+            extra: dict[str, Any] = {}
+            if name == "stop":
+                manager.stop()
+            elif name == "start":
+                manager.start()
+            elif name == "restart":
+                manager.restart()
+            elif name == "resize_fs":
+                extra = manager.filesystem()
+            else:
+                return 404, {"error": f"no command {name}"}
+            log.info("%s done", name)
+            return 200, {"service_status": manager.status().value, **extra}
+        except GuestCommandError as exc:
+            log.error("%s failed: %s", name, exc)
+            return 500, {"error": str(exc)}
+        finally:
+            self._commands.release()
+            self._changed.set()
+
+    def take_root_password(self) -> str | None:
+        """The root password of the last prepare, once; None ever after."""
+        password, self._root_password = self._root_password, None
+        return password
+
+    # The agent's own loop: boot start and heartbeats.
+
+    def boot(self) -> None:
+        """Start the datastore found on the volume, if there is one and no prepare ran."""
+        if self._manager is not None or self._building:
+            return
+        if read_marker(self.drive.data_dir) is None:
+            return
+        with self._commands:
+            if not self._building:
+                self._adopt()
+
+    def _adopt(self) -> None:
+        """With the command lock held: take the datastore on the volume and start it."""
+        marker = read_marker(self.drive.data_dir)
+        if self._manager is not None or marker is None or marker.get("datastore") not in MANAGERS:
+            return
+        manager = self._make(marker["datastore"], str(marker["version"]), int(marker["port"]))
+        self._manager = manager
+        try:
+            manager.start()
+            log.info("started the %s datastore found on the volume", manager.datastore)
+        except GuestCommandError as exc:
+            log.error("starting the datastore found on the volume failed: %s", exc)
+        self._changed.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._changed.set()
+
+    def run(self) -> None:
+        """Until `stop`: start a datastore found on the volume, and report."""
+        sent: ServiceStatus | None = None
+        sent_at = 0.0
+        failing = False
+        while not self._stopping.is_set():
+            self.boot()
+            status = self.service_status()
+            now = time.monotonic()
+            if status is not sent or now - sent_at >= self.heartbeat_interval_s:
+                error = self.send_heartbeat(status)
+                sent_at = now
+                if error is None:
+                    sent, failing = status, False
+                elif not failing:
+                    failing = True
+                    log.warning("heartbeat to the control plane failed: %s", error)
+            self._changed.wait(self.check_interval_s)
+            self._changed.clear()
+
+    def send_heartbeat(self, status: ServiceStatus) -> str | None:
+        """POST one heartbeat; None if the control plane took it, else why not."""
+        body = json.dumps({"service_status": status.value, "sent": time.time()}).encode()
+        request = urllib.request.Request(
+            self.drive.control_plane_url + heartbeat_path(self.drive.instance_id),
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", SECRET_HEADER: self.drive.secret},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            return f"HTTP {exc.code}"
+        except (OSError, ValueError) as exc:
+            return str(exc) or type(exc).__name__
+        return None

@@ -1,0 +1,115 @@
+"""The agent's HTTP API, on `<server address>:8780`; every request carries the secret.
+
+Standard library `http.server` in threads rather than FastAPI + uvicorn: the agent runs
+inside every server's memory cgroup, it serves a handful of JSON calls from one client
+(the control plane), and the standard library costs no imports, no event loop and no
+extra dependency inside the server.
+
+    GET  /status         200 {"service_status", "datastore"?, "version"?, "error"?}
+    POST /prepare        202 started | 200 already prepared | 400 bad body | 503 busy
+    POST /stop           200 {"service_status"} | 409 nothing prepared | 500 {"error"}
+    POST /start          the same
+    POST /restart        the same
+    POST /resize_fs      200 {"service_status", "size_bytes", "free_bytes"}
+    GET  /root-password  200 {"password"} once after a prepare, then 404
+
+Anything without the right `X-Cellar-Guest-Secret` is 401. Request bodies are never logged.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from cellar.guest.agent import Agent, Reply
+from cellar.guest.protocol import SECRET_HEADER
+
+log = logging.getLogger("cellar.guest.http")
+
+MAX_BODY = 1 << 20
+
+
+def _root_password(agent: Agent, _body: Any) -> Reply:
+    password = agent.take_root_password()
+    if password is None:
+        return 404, {"error": "no root password to hand out (read already, or never made)"}
+    return 200, {"password": password}
+
+
+ROUTES: dict[tuple[str, str], Any] = {
+    ("GET", "/status"): lambda agent, _body: agent.status(),
+    ("POST", "/prepare"): lambda agent, body: agent.prepare(body),
+    ("POST", "/stop"): lambda agent, _body: agent.command("stop"),
+    ("POST", "/start"): lambda agent, _body: agent.command("start"),
+    ("POST", "/restart"): lambda agent, _body: agent.command("restart"),
+    ("POST", "/resize_fs"): lambda agent, _body: agent.command("resize_fs"),
+    ("GET", "/root-password"): _root_password,
+}
+
+
+class AgentServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, agent: Agent, address: str, port: int) -> None:
+        self.agent = agent
+        super().__init__((address, port), _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "cellar-guest"
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        server = self.server
+        assert isinstance(server, AgentServer)
+        agent = server.agent
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._reply(413, {"error": "body too large"}, close=True)
+            return
+        raw = self.rfile.read(length) if length else b""
+        given = self.headers.get(SECRET_HEADER) or ""
+        if not hmac.compare_digest(given.encode(), agent.drive.secret.encode()):
+            self._reply(401, {"error": f"a valid {SECRET_HEADER} header is needed"})
+            return
+        route = ROUTES.get((method, self.path.split("?", 1)[0]))
+        if route is None:
+            self._reply(404, {"error": f"no {method} {self.path}"})
+            return
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            self._reply(400, {"error": "the body is not JSON"})
+            return
+        try:
+            code, payload = route(agent, body)
+        except Exception:
+            log.exception("%s %s failed", method, self.path)
+            code, payload = 500, {"error": "the agent failed; see its log"}
+        self._reply(code, payload)
+
+    def _reply(self, code: int, payload: dict[str, Any], *, close: bool = False) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        if close:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # The request line and status only: no headers (the secret), no bodies (passwords).
+        log.debug("%s " + format, self.address_string(), *args)

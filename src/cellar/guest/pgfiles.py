@@ -1,0 +1,115 @@
+"""The files of a PostgreSQL cluster that the agent writes (its settings, who may connect
+and how) and reads (is the postmaster alive?)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+SUPERUSER = "postgres"
+# cellar's settings, included from postgresql.conf.
+CONF = "cellar.conf"
+# A Unix socket path longer than this does not fit in sockaddr_un (108 bytes with NUL).
+_MAX_SOCKET_PATH = 100
+
+# Through the socket (a directory only postgres and root may enter) the superuser comes
+# in by peer authentication, mapped from the system users in `pg_ident`; everyone else,
+# there or over the network, with a password. The security group decides who reaches
+# the port at all.
+PG_HBA = (
+    "# Written by the cellar guest agent; the security group decides who gets here.\n"
+    f"local all {SUPERUSER} peer map=cellar\n"
+    "local all all scram-sha-256\n"
+    "host all all 0.0.0.0/0 scram-sha-256\n"
+    "host all all ::/0 scram-sha-256\n"
+)
+
+
+def pg_ident(system_users: Iterable[str]) -> str:
+    return "".join(f"cellar {name} {SUPERUSER}\n" for name in sorted(set(system_users)))
+
+
+def memory_settings(ram_mb: int) -> dict[str, str]:
+    """Settings sized by the flavor: a quarter of the memory for shared buffers, three
+    quarters assumed available as cache, and a modest connection limit."""
+    return {
+        "shared_buffers": f"{max(16, ram_mb // 4)}MB",
+        "effective_cache_size": f"{max(32, ram_mb * 3 // 4)}MB",
+        "max_connections": str(min(100, max(20, ram_mb // 10))),
+    }
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def cellar_conf(address: str, port: int, socket_dir: Path, ram_mb: int) -> str:
+    settings = {
+        "listen_addresses": _quote(address),
+        "port": str(port),
+        "unix_socket_directories": _quote(str(socket_dir)),
+        "unix_socket_permissions": "0700",
+        "password_encryption": "'scram-sha-256'",
+        **memory_settings(ram_mb),
+    }
+    header = "# Written by the cellar guest agent: address, port and memory from the flavor."
+    return "\n".join([header, *(f"{name} = {value}" for name, value in settings.items()), ""])
+
+
+def socket_dir_for(data_dir: Path, port: int) -> Path:
+    """`<data_dir>/run` when the socket's path fits in a socket address, else a short
+    directory under /tmp named after the data directory."""
+    preferred = data_dir / "run"
+    if len(str(preferred / f".s.PGSQL.{port}")) <= _MAX_SOCKET_PATH:
+        return preferred
+    digest = hashlib.sha256(str(data_dir).encode()).hexdigest()[:16]
+    return Path("/tmp") / f"cellar-pg-{digest}"
+
+
+def postmaster_pid(pgdata: Path) -> int | None:
+    """The pid in postmaster.pid (present while a postmaster runs, and after it crashed)."""
+    try:
+        return int((pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` is a live postgres process (a zombie is dead: a killed postmaster
+    stays one until PID 1 reaps it, which may take seconds)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 1 :]
+    return rest.split()[0] not in ("Z", "X") and name.startswith(("postgres", "postmaster"))
+
+
+def cluster_processes(pgdata: Path) -> list[int]:
+    """Live postgres processes working in `pgdata` (every server process of a cluster has
+    it as its working directory): after a postmaster died, its orphaned children until
+    they notice and exit."""
+    target = str(pgdata.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(entry / "cwd") == target and alive(int(entry.name)):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def log_tail(log: Path, lines: int = 5) -> str:
+    """The server log's last FATAL/PANIC/LOG lines (never STATEMENT lines: they may quote
+    a password)."""
+    try:
+        text = log.read_text(errors="replace").splitlines()[-50:]
+    except OSError:
+        return "no server log"
+    kept = [line for line in text if any(k in line for k in ("FATAL:", "PANIC:", "LOG:"))]
+    return " | ".join(kept[-lines:]) or "see the server log"

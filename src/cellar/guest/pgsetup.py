@@ -1,0 +1,52 @@
+"""The SQL of a PostgreSQL prepare: the root password, databases, users and their grants.
+
+Names are quoted as identifiers and passwords as literals (psycopg's `sql`), and the
+session keeps its statements out of the server log even when one fails: a statement that
+sets a password would otherwise be written there in full.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import psycopg
+from psycopg import sql
+
+from cellar.guest.manager import PrepareRequest
+from cellar.guest.pgfiles import SUPERUSER
+
+Connect = Callable[[str], psycopg.Connection[tuple[object, ...]]]
+
+
+def create_objects(connect: Connect, request: PrepareRequest, password: str) -> None:
+    """Through `connect(dbname)` (the superuser's connection): set the superuser's
+    password, make the databases and users, and grant each user its databases."""
+    ident, literal = sql.Identifier, sql.Literal
+    with connect("postgres") as conn:
+        conn.execute("SET log_min_error_statement = panic")
+        conn.execute("SET log_statement = 'none'")
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident(SUPERUSER), literal(password))
+        )
+        for db in request.databases:
+            query = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident(db.name))
+            if db.character_set:
+                query += sql.SQL(" ENCODING {}").format(literal(db.character_set))
+            if db.collate:
+                query += sql.SQL(" LC_COLLATE {c} LC_CTYPE {c}").format(c=literal(db.collate))
+            conn.execute(query)
+        for user in request.users:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    ident(user.name), literal(user.password)
+                )
+            )
+            for name in user.databases:
+                conn.execute(
+                    sql.SQL("GRANT ALL ON DATABASE {} TO {}").format(ident(name), ident(user.name))
+                )
+    # Since PostgreSQL 15 only a database's owner may create in its public schema.
+    for user in request.users:
+        for name in user.databases:
+            with connect(name) as conn:
+                conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(ident(user.name)))

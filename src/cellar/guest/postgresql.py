@@ -1,0 +1,275 @@
+"""PostgreSQL inside a server: one cluster in `<data_dir>/pgdata` on the server's volume.
+
+The server binaries are Debian's (`/usr/lib/postgresql/<version>/bin`); they run as the
+`postgres` account (initdb refuses root). The cluster listens on the server's address and
+on a Unix socket in a directory only `postgres` (and root) may enter; the agent reaches it
+through that socket as the `postgres` superuser by peer authentication (root and postgres
+are mapped to it), everyone else needs a password (scram-sha-256) and the network path
+the security group leaves open.
+
+Status, as Trove's guests tell it: accepting connections is RUNNING; a live postmaster
+that does not accept them (starting, recovering, hung) is BLOCKED; a postmaster.pid left
+by a postmaster that is gone is CRASHED (a clean stop removes it), unless the agent was
+asked to stop the datastore; no postmaster at all is SHUTDOWN. While the agent itself
+starts or stops the cluster it is SHUTDOWN until it accepts connections.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psycopg
+
+from cellar.domain.status import ServiceStatus
+from cellar.guest.manager import DatastoreManager, GuestCommandError, PrepareRequest
+from cellar.guest.pgfiles import (
+    CONF,
+    PG_HBA,
+    SUPERUSER,
+    alive,
+    cellar_conf,
+    cluster_processes,
+    log_tail,
+    pg_ident,
+    postmaster_pid,
+    socket_dir_for,
+)
+from cellar.guest.pgsetup import create_objects
+
+PG_ROOT = Path("/usr/lib/postgresql")
+PGDATA = "pgdata"
+LOG = "postgresql.log"
+PG_CTL_WAIT_S = 60
+# How long the children of a crashed postmaster get to exit on their own.
+ORPHANS_WAIT_S = 5.0
+
+
+class PostgreSQL(DatastoreManager):
+    datastore = "postgresql"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        address: str,
+        version: str,
+        port: int,
+        os_user: str = SUPERUSER,
+        pg_root: Path = PG_ROOT,
+    ) -> None:
+        super().__init__(data_dir, address=address, version=version, port=port)
+        self.bin = pg_root / version / "bin"
+        self.pgdata = data_dir / PGDATA
+        self.log = data_dir / LOG
+        self.socket_dir = socket_dir_for(data_dir, port)
+        self.as_root = os.geteuid() == 0
+        self.account = pwd.getpwnam(os_user) if self.as_root else pwd.getpwuid(os.geteuid())
+        self._busy = False  # the agent is starting or stopping the cluster
+        self._stopped = False  # the last command was a stop
+
+    # Running the server's programs.
+
+    def _run(
+        self, binary: str, *args: str, timeout: float = 120, as_owner: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run one of the server's programs, as the cluster's owner unless `as_owner` is
+        false (pg_isready needs no account, and runuser costs a PAM session per call)."""
+        prefix = ["runuser", "-u", self.account.pw_name, "--"] if self.as_root and as_owner else []
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        try:
+            return subprocess.run(
+                [*prefix, str(self.bin / binary), *args],
+                cwd=self.data_dir if self.data_dir.is_dir() else "/",
+                env=env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise GuestCommandError(f"{binary} did not finish in {timeout:g} s") from exc
+
+    def _check(self, what: str, done: subprocess.CompletedProcess[str]) -> None:
+        if done.returncode != 0:
+            detail = (done.stderr or done.stdout).strip()[-2000:]
+            raise GuestCommandError(f"{what} failed (exit {done.returncode}): {detail}")
+
+    def _own(self, path: Path, mode: int | None = None) -> None:
+        if mode is not None:
+            path.chmod(mode)
+        if self.as_root:
+            os.chown(path, self.account.pw_uid, self.account.pw_gid)
+
+    def _write(self, path: Path, text: str) -> None:
+        path.write_text(text)
+        self._own(path, 0o600)
+
+    # Status.
+
+    def accepting(self) -> bool:
+        if not (self.bin / "pg_isready").is_file():
+            return False
+        done = self._run(
+            "pg_isready", "-q", "-h", str(self.socket_dir), "-p", str(self.port), "-t", "3",
+            as_owner=False,
+        )  # fmt: skip
+        return done.returncode == 0
+
+    def status(self) -> ServiceStatus:
+        if self.accepting():
+            return ServiceStatus.RUNNING
+        if self._busy:
+            return ServiceStatus.SHUTDOWN
+        pid = postmaster_pid(self.pgdata)
+        if pid is None:
+            return ServiceStatus.SHUTDOWN
+        if alive(pid):
+            return ServiceStatus.BLOCKED
+        return ServiceStatus.SHUTDOWN if self._stopped else ServiceStatus.CRASHED
+
+    # Commands.
+
+    def start(self) -> None:
+        self._stopped, self._busy = False, True
+        try:
+            if self.accepting():
+                return
+            pid = postmaster_pid(self.pgdata)
+            if pid is not None and alive(pid):
+                self._wait_accepting()  # already starting or recovering
+                return
+            if pid is not None:
+                self._clear_orphans()
+            done = self._run(
+                "pg_ctl", "-D", str(self.pgdata), "-l", str(self.log),
+                "-w", "-t", str(PG_CTL_WAIT_S), "start",
+            )  # fmt: skip
+            if done.returncode != 0:
+                raise GuestCommandError(f"pg_ctl start failed: {log_tail(self.log)}")
+        finally:
+            self._busy = False
+
+    def _clear_orphans(self) -> None:
+        """After a crash: wait for the dead postmaster's children to exit (they hold its
+        shared memory, and a new postmaster refuses to start beside them), then kill
+        those left."""
+        deadline = time.monotonic() + ORPHANS_WAIT_S
+        while (pids := cluster_processes(self.pgdata)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while cluster_processes(self.pgdata) and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+        # The lock files name the dead postmaster, which may linger as a zombie until PID 1
+        # reaps it: PostgreSQL would take it for a live server and refuse to start.
+        lock = self.socket_dir / f".s.PGSQL.{self.port}"
+        for stale in (self.pgdata / "postmaster.pid", lock.with_name(lock.name + ".lock"), lock):
+            stale.unlink(missing_ok=True)
+
+    def _wait_accepting(self) -> None:
+        deadline = time.monotonic() + PG_CTL_WAIT_S
+        while not self.accepting():
+            if time.monotonic() > deadline:
+                raise GuestCommandError(
+                    f"PostgreSQL did not accept connections in {PG_CTL_WAIT_S} s"
+                )
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stopped, self._busy = True, True
+        try:
+            pid = postmaster_pid(self.pgdata)
+            if pid is None or not alive(pid):
+                return
+            done = self._run(
+                "pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "-t", str(PG_CTL_WAIT_S),
+                "stop",
+            )  # fmt: skip
+            if done.returncode != 0 and alive(pid):  # else it died meanwhile: it is down
+                self._check("pg_ctl stop", done)
+        finally:
+            self._busy = False
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    # Prepare.
+
+    def prepare(self, request: PrepareRequest) -> str:
+        if not (self.bin / "initdb").is_file():
+            raise GuestCommandError(
+                f"PostgreSQL {self.version} is not installed on this server (no {self.bin})."
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.data_dir, 0o755)
+        self._check_reachable()
+        if self.pgdata.exists():  # what an interrupted prepare left
+            self.discard()
+        done = self._run(
+            "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "-E", "UTF8", "--no-locale",
+            "--auth-local=peer", "--auth-host=scram-sha-256", "--no-instructions",
+        )  # fmt: skip
+        self._check("initdb", done)
+        self._configure(request.ram_mb)
+        self.start()
+        password = secrets.token_urlsafe(24)
+        try:
+            create_objects(self.connect, request, password)
+        except psycopg.Error as exc:
+            # Only the primary message: the full text may quote the statement.
+            message = exc.diag.message_primary or type(exc).__name__
+            raise GuestCommandError(f"Setting up PostgreSQL failed: {message}") from None
+        return password
+
+    def _check_reachable(self) -> None:
+        """The cluster's owner must reach the data directory: every parent must let it pass."""
+        if not self.as_root:
+            return
+        name = self.account.pw_name
+        probe = ["runuser", "-u", name, "--", "test", "-w", str(self.data_dir)]
+        if subprocess.run(probe, cwd="/", capture_output=True, check=False).returncode != 0:
+            raise GuestCommandError(
+                f"The {name} account cannot reach {self.data_dir}: a parent directory is "
+                "closed to it (a private home directory?); keep the cloud's state elsewhere."
+            )
+
+    def discard(self) -> None:
+        """Stop whatever runs on `pgdata` and remove it."""
+        pid = postmaster_pid(self.pgdata)
+        if pid is not None and alive(pid):
+            self._run("pg_ctl", "-D", str(self.pgdata), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(self.pgdata, ignore_errors=True)
+
+    def _configure(self, ram_mb: int) -> None:
+        self.socket_dir.mkdir(parents=True, exist_ok=True)
+        self._own(self.socket_dir, 0o700)
+        self._write(
+            self.pgdata / CONF, cellar_conf(self.address, self.port, self.socket_dir, ram_mb)
+        )
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write(f"\ninclude '{CONF}'\n")
+        self._write(self.pgdata / "pg_hba.conf", PG_HBA)
+        system_users = {"root", self.account.pw_name, pwd.getpwuid(os.geteuid()).pw_name}
+        self._write(self.pgdata / "pg_ident.conf", pg_ident(system_users))
+
+    def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
+        """The superuser's connection through the Unix socket (autocommit)."""
+        return psycopg.connect(
+            host=str(self.socket_dir),
+            port=self.port,
+            user=SUPERUSER,
+            dbname=dbname,
+            autocommit=True,
+            connect_timeout=10,
+        )
