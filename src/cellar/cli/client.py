@@ -56,6 +56,14 @@ class Client:
         result: list[dict[str, Any]] = response.json()["events"]
         return result
 
+    def last_event(self, instance_id: str) -> int:
+        """The newest event id so far: a progress display shows only what comes after."""
+        return _last_event(self.events(instance_id))
+
+
+def _last_event(events: list[dict[str, Any]]) -> int:
+    return max((int(e["id"]) for e in events), default=0)
+
 
 def wait_for(
     client: Client,
@@ -64,8 +72,10 @@ def wait_for(
     until: tuple[str, ...] = ("ACTIVE",),
     gone_ok: bool = False,
     timeout: float = 900,
+    after: int = 0,
 ) -> dict[str, Any] | None:
-    """Show each step as it finishes until the instance reaches `until` (or ERROR)."""
+    """Show each step as it finishes (events newer than `after`) until the instance
+    reaches `until` (or ERROR)."""
     seen: set[int] = set()
     deadline = time.monotonic() + timeout
     with console.status(f"instance {instance_id}") as status:
@@ -73,7 +83,7 @@ def wait_for(
             inst = client.instance(instance_id)
             events = [] if inst is None else client.events(instance_id)
             for ev in events:
-                if ev["id"] not in seen:
+                if ev["id"] > after and ev["id"] not in seen:
                     seen.add(ev["id"])
                     took = f" ({ev['duration_ms']} ms)" if ev.get("duration_ms") is not None else ""
                     mark = {"succeeded": "[green]ok[/]", "failed": "[red]failed[/]"}.get(
@@ -190,10 +200,11 @@ def _action(name: str, body_of: Any, help_text: str, arg: Any = None) -> Any:
         url: str, token: str, project: str, instance_id: str, wait: bool, **extra: Any
     ) -> None:
         c = _client(url, token, project)
+        last = c.last_event(instance_id)
         c.request("POST", f"/instances/{instance_id}/action", json=body_of(**extra))
         click.echo(f"{name} accepted for {instance_id}")
         if wait:
-            inst = wait_for(c, instance_id)
+            inst = wait_for(c, instance_id, after=last)
             if inst is not None and inst.get("fault"):
                 raise click.ClickException(f"{name} failed: {inst['fault'].get('message')}")
 
@@ -227,10 +238,11 @@ _action("reboot", lambda: {"reboot": {}}, "Reboot the server.")
 @click.option("--wait", is_flag=True, help="Show progress until the instance is gone.")
 def delete(url: str, token: str, project: str, instance_id: str, wait: bool) -> None:
     c = _client(url, token, project)
+    last = c.last_event(instance_id)
     c.request("DELETE", f"/instances/{instance_id}")
     click.echo(f"delete accepted for {instance_id}")
     if wait:
-        wait_for(c, instance_id, until=(), gone_ok=True)
+        wait_for(c, instance_id, until=(), gone_ok=True, after=last)
         if c.instance(instance_id) is not None:
             sys.exit(1)
 

@@ -130,6 +130,7 @@ def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | 
         )
         backend = "fake"
     state = state_dir or Path(tempfile.mkdtemp(prefix="cellar-demo-"))
+    state.chmod(0o755)  # volumes are mounted below it and the postgres user must reach them
     settings = settings_from_env(
         state_dir=state,
         backend=backend,
@@ -146,8 +147,20 @@ def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | 
         f"state in {state}"
     )
     steps = Steps()
-    with serving(settings) as url:
-        scenario(Client(url, token, "demo"), settings, steps)
+    try:
+        with serving(settings) as url:
+            client = Client(url, token, "demo")
+            try:
+                scenario(client, settings, steps)
+            except BaseException:
+                _delete_everything(client)
+                raise
+    finally:
+        if backend == "local" and state_dir is None:
+            # The demo's own cloud: its bridge, host firewall table and mounts go too.
+            from cellar.localcloud.cleanup import teardown
+
+            teardown(settings)
     console.print(steps.table())
     console.print(f"[green]demo passed[/] (server log: {state / 'serve.log'})")
 
@@ -175,27 +188,31 @@ def scenario(client: Client, settings: Settings, steps: Steps) -> None:
     if db is not None:
         steps.run("connect by DNS name and write rows", db.connect_and_write)
 
-    def action(body: dict[str, Any], check: Callable[[dict[str, Any]], str | None]) -> Any:
+    def action(
+        body: dict[str, Any], check: Callable[[dict[str, Any]], str | None], rows: bool = True
+    ) -> Callable[[], None]:
         def run() -> None:
+            last = client.last_event(iid)
             client.request("POST", f"/instances/{iid}/action", json=body)
-            done = wait_for(client, iid)
+            done = wait_for(client, iid, after=last)
             if done is None or done.get("fault"):
                 raise click.ClickException(str((done or {}).get("fault")))
             problem = check(done)
             if problem:
                 raise click.ClickException(problem)
-            if db is not None:
+            if db is not None and rows:
                 db.check_rows()
 
         return run
 
     def grow() -> None:
-        resize = action({"resize": {"volume": {"size": 2}}}, _size(2))
+        resize = action({"resize": {"volume": {"size": 2}}}, _size(2), rows=db is None)
         if db is None:
             resize()
             return
         with db.writing():
             resize()
+        db.check_rows()
 
     steps.run("resize volume 1 -> 2 GB" + (" while writing" if local else ""), grow)
     steps.run("resize flavor 1 -> 2", action({"resize": {"flavorRef": "2"}}, _flavor("2")))
@@ -203,8 +220,9 @@ def scenario(client: Client, settings: Settings, steps: Steps) -> None:
     steps.run("restart", action({"restart": {}}, lambda i: None))
 
     def delete() -> None:
+        last = client.last_event(iid)
         client.request("DELETE", f"/instances/{iid}")
-        wait_for(client, iid, until=(), gone_ok=True)
+        wait_for(client, iid, until=(), gone_ok=True, after=last)
 
     steps.run("delete", delete)
 
@@ -227,6 +245,19 @@ def scenario(client: Client, settings: Settings, steps: Steps) -> None:
             console.print("host: no namespace, loop device, mount, cgroup or nft table left")
 
     steps.run("audit", audit)
+
+
+def _delete_everything(client: Client) -> None:
+    """After a failed step: delete what the demo made, so the machine is left clean."""
+    console.print("[yellow]the demo failed; deleting its instances[/]")
+    try:
+        ids = [i["id"] for i in client.request("GET", "/instances")["instances"]]
+        for iid in ids:
+            client.request("DELETE", f"/instances/{iid}")
+        for iid in ids:
+            wait_for(client, iid, until=(), gone_ok=True, timeout=180)
+    except click.ClickException as exc:
+        console.print(f"[red]could not delete everything[/]: {exc.message}")
 
 
 def _size(gb: int) -> Callable[[dict[str, Any]], str | None]:

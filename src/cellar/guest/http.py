@@ -21,6 +21,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import socketserver
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -57,6 +58,14 @@ class AgentServer(ThreadingHTTPServer):
     def __init__(self, agent: Agent, address: str, port: int) -> None:
         self.agent = agent
         super().__init__((address, port), _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks the address up in reverse DNS (socket.getfqdn); a
+        # server's namespace reaches no resolver, so that alone took 10 s per boot.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -13,6 +13,7 @@ from taskflow.patterns import linear_flow
 from cellar.domain.errors import CellarError, TransientError
 from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServiceStatus
+from cellar.drivers.guest.base import GuestStatus
 from cellar.resource_managers.base import ManagerContext
 
 T = TypeVar("T")
@@ -104,18 +105,23 @@ def wait_for_service(
     guest = t.services.guest
     seen: list[ServiceStatus] = []
 
-    def probe() -> ServiceStatus:
-        status: ServiceStatus = guest.status(t.instance_id).service
-        if not seen or seen[-1] is not status:
-            seen.append(status)
-            t.ctx.store.set_service_status(t.instance_id, status)
+    def probe() -> GuestStatus:
+        status: GuestStatus = guest.status(t.instance_id)
+        if not seen or seen[-1] is not status.service:
+            seen.append(status.service)
+            t.ctx.store.set_service_status(t.instance_id, status.service)
         return status
+
+    def failed(s: GuestStatus) -> str | None:
+        if s.service is not ServiceStatus.FAILED:
+            return None
+        return f"the guest reports FAILED: {s.error}" if s.error else "the guest reports FAILED"
 
     t.wait_for(
         f"the datastore to be {wanted.value}",
         probe,
-        lambda s: s is wanted,
-        failed=lambda s: f"the guest reports {s.value}" if s is ServiceStatus.FAILED else None,
+        lambda s: s.service is wanted,
+        failed=failed,
         timeout_s=timeout_s,
         cancellable=cancellable,
     )

@@ -22,6 +22,8 @@ class GuestStatus:
     service: ServiceStatus
     # Seconds since the guest last reported; None when it never has.
     age_s: float | None = None
+    # What the guest says went wrong (a failed prepare), if anything.
+    error: str | None = None
 
 
 class GuestDriver(abc.ABC):

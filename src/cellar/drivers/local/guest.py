@@ -220,7 +220,9 @@ class LocalGuestDriver(GuestDriver):
                     ) from exc
             else:
                 payload = self._answer(instance_id, "/status", response)
-                return GuestStatus(ServiceStatus(payload["service_status"]), 0.0)
+                return GuestStatus(
+                    ServiceStatus(payload["service_status"]), 0.0, payload.get("error")
+                )
         try:
             age: float | None = max(0.0, time.time() - self._record(instance_id).stat().st_mtime)
         except OSError:
