@@ -112,6 +112,7 @@ def raw_boot(work: Path) -> float:
 
 def cellar_boots(runs: int) -> list[float]:
     state = Path(tempfile.mkdtemp(prefix="cellar-bench-"))
+    state.chmod(0o755)  # volumes are mounted below it and the postgres user must reach them
     port = free_port()
     env = dict(
         os.environ,

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -126,6 +127,15 @@ def _start_local_cloud(settings: Settings) -> tuple[list[str], Callable[[], None
     if missing := missing_tools():
         raise click.ClickException(
             "The local cloud needs: " + ", ".join(missing) + " (scripts/install-system-deps.sh)"
+        )
+    closed = [
+        p for p in Path(settings.local_root).parents if p.exists() and not p.stat().st_mode & 0o001
+    ]
+    if closed:
+        raise click.ClickException(
+            f"The local cloud mounts volumes below {settings.local_root}, and the postgres "
+            f"user cannot pass through {closed[0]} (no execute bit for others). Choose "
+            "another --state-dir (as root the default is /var/lib/cellar)."
         )
     build_services(settings)
     dns = run_dns_server(settings)
