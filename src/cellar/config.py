@@ -34,7 +34,7 @@ class Settings:
     # The fake cloud: seconds each call takes and each server/volume spends building.
     fake_latency_s: float = 0.0
     # Waits of the task manager.
-    poll_interval_s: float = 0.05
+    poll_interval_s: float = 0.02
     server_timeout_s: float = 120.0
     volume_timeout_s: float = 60.0
     guest_timeout_s: float = 600.0

@@ -41,6 +41,14 @@ def submit_job(
     return job
 
 
+def any_claimable(session: Session) -> bool:
+    """A cheap read (no write lock) before `claim_jobs`: is any job waiting or orphaned?"""
+    claimable = or_(
+        Job.state == QUEUED, and_(Job.state == RUNNING, Job.lease_expires_at < utcnow())
+    )
+    return session.scalar(select(Job.id).where(claimable).limit(1)) is not None
+
+
 def claim_jobs(session: Session, *, owner: str, lease_s: float, limit: int) -> list[Job]:
     """Claim up to `limit` runnable jobs: queued ones, and running ones whose lease expired.
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from cellar.guest.agent import Agent, ConfigDrive
+from cellar.guest.agent import Agent, ConfigDrive, preload_managers
 from cellar.guest.http import AgentServer
 from cellar.guest.protocol import AGENT_PORT
 
@@ -67,6 +67,7 @@ def run_agent(
     server = _bind(agent, drive.address, port)
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
+    threading.Thread(target=preload_managers, name="preload", daemon=True).start()
     log.info(
         "guest agent of instance %s serving on %s:%d, data on %s, control plane %s",
         drive.instance_id,

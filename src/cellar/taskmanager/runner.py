@@ -145,6 +145,9 @@ class TaskManager:
             free = self.settings.workers - len(self.running)
         if free <= 0:
             return 0
+        with transaction(self.sessions, readonly=True) as s:
+            if not jobs_repo.any_claimable(s):
+                return 0
         with transaction(self.sessions) as s:
             claimed = jobs_repo.claim_jobs(
                 s, owner=self.name, lease_s=self.settings.job_lease_s, limit=free
