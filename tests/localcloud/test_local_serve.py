@@ -118,6 +118,19 @@ def test_five_at_once_reach_active_and_leave_nothing(local_env: dict[str, str]) 
                 conn.execute("CREATE TABLE t (v int)")
                 conn.execute("INSERT INTO t VALUES (1)")
                 assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        # Enable root: the superuser's new password works over the network, once per call.
+        root = http.post(f"/instances/{ids[0]}/root")
+        assert root.status_code == 200, root.text
+        user = root.json()["user"]
+        with psycopg.connect(
+            host=instances[0]["ip"][0],
+            user=user["name"],
+            password=user["password"],
+            dbname="postgres",
+            connect_timeout=5,
+        ) as conn:
+            row = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+            assert row.fetchone() == (True,)
         delete_all(served, ids)
         audit = cellar(local_env, "audit")
         assert audit.returncode == 0, audit.stdout + audit.stderr

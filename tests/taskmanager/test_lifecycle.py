@@ -126,3 +126,20 @@ def wait_until(check: Callable[[], bool], timeout: float = 30) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_enable_root_returns_a_new_password_each_time_and_only_when_ready(
+    plane: ControlPlane,
+) -> None:
+    iid = plane.create()
+    assert plane.http.post(plane.url(f"/instances/{iid}/root")).status_code == 422
+    plane.run()
+    first = plane.http.post(plane.url(f"/instances/{iid}/root"))
+    second = plane.http.post(plane.url(f"/instances/{iid}/root"))
+    assert first.status_code == second.status_code == 200, first.text
+    assert first.json()["user"]["name"] and first.json()["user"]["password"]
+    assert first.json()["user"]["password"] != second.json()["user"]["password"]
+    # Nothing of it is kept: no event, no fault, no column carries the password.
+    password = first.json()["user"]["password"]
+    assert password not in str(plane.events(iid)) and password not in str(plane.show(iid))
+    assert plane.http.post(plane.url("/instances/nope/root")).status_code == 404

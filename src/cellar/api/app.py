@@ -6,6 +6,7 @@ it neither creates tables nor runs migrations.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -18,6 +19,7 @@ from cellar.api.routes import ROUTERS, guest, versions
 from cellar.config import Settings
 from cellar.db.engine import make_engine, make_session_factory
 from cellar.domain.errors import BadRequest
+from cellar.drivers.registry import build_guest
 from cellar.resource_managers import manager_class
 from cellar.resource_managers.base import ResourceManager
 
@@ -57,6 +59,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         provisioning_engine=NEW_INSTANCE_ENGINE.get(
             settings.resource_manager, settings.resource_manager
         ),
+        guest=functools.cache(functools.partial(build_guest, settings)),
     )
     install_error_handlers(app)
     app.include_router(versions.router)

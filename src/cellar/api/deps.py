@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cellar.api.views.common import Linker
 from cellar.config import Settings
+from cellar.drivers.guest.base import GuestDriver
 from cellar.resource_managers.base import ResourceManager
 
 
@@ -20,6 +22,8 @@ class ApiState:
     manager: type[ResourceManager]
     # The provisioning engine new instances get (`instances.provisioning_engine`).
     provisioning_engine: str
+    # The guest driver, built on first use (only `enable root` talks to guests).
+    guest: Callable[[], GuestDriver]
 
 
 def get_state(request: Request) -> ApiState:

@@ -32,6 +32,15 @@ _BACKENDS: dict[str, tuple[str, str]] = {
 }
 
 
+def build_guest(settings: Settings) -> GuestDriver:
+    """The guest driver alone (the API talks to guests for `enable root`)."""
+    module_name, _attr = _BACKENDS.get(settings.backend, ("", ""))
+    if not module_name:
+        raise ValueError(f"backend {settings.backend!r} is not available yet")
+    factory: Callable[[Settings], GuestDriver] = importlib.import_module(module_name).build_guest
+    return factory(settings)
+
+
 def build_services(settings: Settings) -> Services:
     try:
         module_name, attr = _BACKENDS[settings.backend]

@@ -12,6 +12,7 @@ extra dependency inside the server.
     POST /restart        the same
     POST /resize_fs      200 {"service_status", "size_bytes", "free_bytes"}
     GET  /root-password  200 {"password"} once after a prepare, then 404
+    POST /root           200 {"name", "password"}: a new superuser password, kept nowhere
 
 Anything without the right `X-Cellar-Guest-Secret` is 401. Request bodies are never logged.
 """
@@ -48,6 +49,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/restart"): lambda agent, _body: agent.command("restart"),
     ("POST", "/resize_fs"): lambda agent, _body: agent.command("resize_fs"),
     ("GET", "/root-password"): _root_password,
+    ("POST", "/root"): lambda agent, _body: agent.command("root"),
 }
 
 

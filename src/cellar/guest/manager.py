@@ -118,6 +118,8 @@ class DatastoreManager(abc.ABC):
     """One datastore on the server's volume (`data_dir`), listening on `address:port`."""
 
     datastore = ""
+    # The datastore's own administrator, whose password `enable_root` sets.
+    superuser = "root"
 
     def __init__(self, data_dir: Path, *, address: str, version: str, port: int) -> None:
         self.data_dir = data_dir
@@ -142,6 +144,10 @@ class DatastoreManager(abc.ABC):
     @abc.abstractmethod
     def status(self) -> ServiceStatus:
         """The state of the prepared datastore: RUNNING, BLOCKED, SHUTDOWN or CRASHED."""
+
+    def enable_root(self) -> str:
+        """A new password for the datastore's superuser, returned and not kept."""
+        raise GuestCommandError(f"{type(self).__name__} cannot enable root")
 
     def filesystem(self) -> dict[str, int]:
         """Size and free space of the volume, in bytes (what `resize_fs` reports)."""

@@ -18,6 +18,18 @@ from cellar.guest.pgfiles import SUPERUSER
 Connect = Callable[[str], psycopg.Connection[tuple[object, ...]]]
 
 
+def set_superuser_password(connect: Connect, password: str) -> None:
+    """Through the superuser's own (peer-authenticated) connection; never logged."""
+    with connect("postgres") as conn:
+        conn.execute("SET log_min_error_statement = panic")
+        conn.execute("SET log_statement = 'none'")
+        conn.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(SUPERUSER), sql.Literal(password)
+            )
+        )
+
+
 def create_objects(connect: Connect, request: PrepareRequest, password: str) -> None:
     """Through `connect(dbname)` (the superuser's connection): set the superuser's
     password, make the databases and users, and grant each user its databases."""

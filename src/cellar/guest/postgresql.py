@@ -42,7 +42,7 @@ from cellar.guest.pgfiles import (
     postmaster_pid,
     socket_dir_for,
 )
-from cellar.guest.pgsetup import create_objects
+from cellar.guest.pgsetup import create_objects, set_superuser_password
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PGDATA = "pgdata"
@@ -54,6 +54,7 @@ ORPHANS_WAIT_S = 5.0
 
 class PostgreSQL(DatastoreManager):
     datastore = "postgresql"
+    superuser = SUPERUSER
 
     def __init__(
         self,
@@ -262,6 +263,15 @@ class PostgreSQL(DatastoreManager):
         self._write(self.pgdata / "pg_hba.conf", PG_HBA)
         system_users = {"root", self.account.pw_name, pwd.getpwuid(os.geteuid()).pw_name}
         self._write(self.pgdata / "pg_ident.conf", pg_ident(system_users))
+
+    def enable_root(self) -> str:
+        password = secrets.token_urlsafe(24)
+        try:
+            set_superuser_password(self.connect, password)
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or type(exc).__name__
+            raise GuestCommandError(f"Setting the superuser's password failed: {message}") from None
+        return password
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """The superuser's connection through the Unix socket (autocommit)."""

@@ -13,6 +13,7 @@ from cellar.api.routes import (
     flavors,
     guest,
     instances,
+    root,
     security_group_rules,
     security_groups,
     versions,
@@ -26,6 +27,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     events.router,
     security_groups.router,
     security_group_rules.router,
+    root.router,
 )
 
 __all__ = ["ROUTERS", "guest", "versions"]

@@ -12,7 +12,7 @@ from cellar.drivers.fake.network import FakeNetwork
 from cellar.drivers.fake.volume import FakeVolume
 from cellar.drivers.registry import Services
 
-__all__ = ["FakeCloud", "build_services", "fake_services"]
+__all__ = ["FakeCloud", "build_guest", "build_services", "fake_services"]
 
 
 def fake_services(cloud: FakeCloud) -> Services:
@@ -24,6 +24,10 @@ def fake_services(cloud: FakeCloud) -> Services:
         dns=FakeDNS(cloud),
         guest=FakeGuest(cloud),
     )
+
+
+def build_guest(settings: Settings) -> FakeGuest:
+    return FakeGuest(FakeCloud(settings.fake_cloud_path, settings.fake_latency_s))
 
 
 def build_services(settings: Settings) -> Services:

@@ -8,6 +8,7 @@ agent reports all the time while its server exists (`age_s` 0); once the server 
 
 from __future__ import annotations
 
+import secrets
 from contextlib import AbstractContextManager
 
 from cellar.domain.specs import InstanceSpec
@@ -95,6 +96,11 @@ class FakeGuest(GuestDriver):
     def resize_fs(self, instance_id: str) -> None:
         with self._call("resize_fs") as tx:
             self._reachable(tx, instance_id)
+
+    def enable_root(self, instance_id: str) -> tuple[str, str]:
+        with self._call("enable_root") as tx:
+            self._reachable(tx, instance_id)
+            return "root", secrets.token_urlsafe(18)
 
     def forget(self, instance_id: str) -> None:
         with self._call("forget") as tx:

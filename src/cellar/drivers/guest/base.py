@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServiceStatus
-from cellar.drivers.base import DriverError
+from cellar.drivers.base import DriverError, DriverOperationNotSupported
 
 
 class GuestError(DriverError):
@@ -53,6 +53,11 @@ class GuestDriver(abc.ABC):
     @abc.abstractmethod
     def resize_fs(self, instance_id: str) -> None:
         """Grow the datastore's filesystem to its volume's new size."""
+
+    def enable_root(self, instance_id: str) -> tuple[str, str]:
+        """Give the datastore's superuser a new password; returns (user name, password).
+        The password is kept nowhere: the caller gets it once (Trove's `POST .../root`)."""
+        raise DriverOperationNotSupported(self.name, "enable_root")
 
     @abc.abstractmethod
     def forget(self, instance_id: str) -> None:

@@ -8,6 +8,7 @@ built. Building it needs root, and sets up the cloud's bridge and host firewall.
 from __future__ import annotations
 
 from cellar.config import Settings
+from cellar.drivers.guest.base import GuestDriver
 from cellar.drivers.local.compute import LocalCompute
 from cellar.drivers.local.network import LocalNetwork
 from cellar.drivers.local.volume import LocalVolume
@@ -29,6 +30,12 @@ def local_drivers(
     servers = Servers(settings, CloudState(state_path(settings)), agent_command=agent_command)
     servers.start()
     return LocalCompute(servers), LocalVolume(servers.volumes), LocalNetwork(servers.groups)
+
+
+def build_guest(settings: Settings) -> GuestDriver:
+    from cellar.drivers.local.guest import LocalGuestDriver
+
+    return LocalGuestDriver(settings)
 
 
 def build_services(settings: Settings) -> Services:

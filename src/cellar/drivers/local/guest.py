@@ -229,6 +229,10 @@ class LocalGuestDriver(GuestDriver):
             age = None
         return GuestStatus(ServiceStatus.SHUTDOWN, age)
 
+    def enable_root(self, instance_id: str) -> tuple[str, str]:
+        answer = self._command(instance_id, "/root")
+        return str(answer["name"]), str(answer["password"])
+
     def stop_db(self, instance_id: str) -> None:
         self._command(instance_id, "/stop")
 
