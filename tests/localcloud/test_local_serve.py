@@ -79,7 +79,7 @@ def show(http: httpx.Client, iid: str) -> dict[str, Any]:
 def wait_active(http: httpx.Client, iid: str, timeout: float = 180) -> dict[str, Any]:
     def done() -> bool:
         status = show(http, iid)["status"]
-        assert status != "ERROR", show(http, iid)
+        assert status != "ERROR", show(http, iid).get("fault")
         return bool(status == "ACTIVE")
 
     wait_until(f"{iid} ACTIVE", done, timeout=timeout, every=0.2)

@@ -182,12 +182,15 @@ class Agent:
         """stop, start, restart or resize_fs of the prepared datastore (synchronous)."""
         if self._building:
             return 409, {"error": "the datastore is being prepared"}
-        if self._manager is None:
-            return 409, {"error": "no datastore has been prepared on this server"}
         if not self._commands.acquire(timeout=120):
             return 503, {"error": "the agent is busy with another command; retry"}
         try:
+            # Just after a boot the agent may not have taken the datastore on the volume
+            # yet (its loop does that): a command must not be refused for that.
+            self._adopt()
             manager = self._manager
+            if manager is None:
+                return 409, {"error": "no datastore has been prepared on this server"}
             extra: dict[str, Any] = {}
             if name == "stop":
                 manager.stop()
