@@ -166,6 +166,11 @@ def cellar_boots(runs: int) -> list[float]:
         server.terminate()
         server.wait(30)
         log.close()
+        # This run's own cloud: bridge, host firewall table and mounts go too.
+        from cellar.config import settings_from_env
+        from cellar.localcloud.cleanup import teardown
+
+        teardown(settings_from_env(env={}, state_dir=state, backend="local"))
     return times
 
 
