@@ -221,9 +221,15 @@ def taskmanager(name: str | None, **cli: Any) -> None:
     settings = settings_from(**cli)
     _check_manager(settings)
     engine = _migrated(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signals: list[int] = []
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        # Only a flag: a handler that set a threading.Event could deadlock with the main
+        # thread waiting on that same Event (it holds the Event's lock when interrupted).
+        signals.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     manager = TaskManager(settings, engine=engine, name=name)
     manager.start()
     log.info(
@@ -232,8 +238,9 @@ def taskmanager(name: str | None, **cli: Any) -> None:
         settings.backend,
         settings.resource_manager,
     )
-    stop.wait()
-    log.info("task manager %s stopping", manager.name)
+    while not signals:
+        signal.pause()
+    log.info("task manager %s stopping (signal %d)", manager.name, signals[0])
     manager.stop()
 
 

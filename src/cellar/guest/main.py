@@ -58,9 +58,12 @@ def run_agent(
         drive, heartbeat_interval_s=heartbeat_interval_s, check_interval_s=check_interval_s
     )
 
+    signals: list[int] = []
+
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("signal %d: stopping the agent (the datastore keeps running)", signum)
-        agent.stop()
+        # Only a flag: the handler runs in the main thread, and setting an Event that this
+        # thread may be waiting on (holding its lock) would deadlock. See below.
+        signals.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -76,8 +79,15 @@ def run_agent(
         drive.data_dir,
         drive.control_plane_url,
     )
+    runner = threading.Thread(target=agent.run, name="agent")
+    runner.start()
     try:
-        agent.run()
+        while not signals and runner.is_alive():
+            runner.join(0.5)
+        if signals:
+            log.info("signal %d: stopping the agent (the datastore keeps running)", signals[0])
     finally:
+        agent.stop()
+        runner.join()
         server.shutdown()
         server.server_close()
