@@ -3,9 +3,14 @@ instance commands talking to it over HTTP, tokens and the audit."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -86,3 +91,20 @@ def test_unknown_resource_manager_is_refused_with_the_option_named(env: dict[str
     result = cellar(env, "taskmanager", "--resource-manager", "heat")
     assert result.returncode == 2
     assert "--resource-manager" in result.stderr and "native" in result.stderr
+
+
+def test_taskmanager_stops_on_sigterm_and_dies_with_serve(env: dict[str, str]) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "cellar", "taskmanager"], env=env)
+    time.sleep(2)  # running its loops
+    # Twice at once, as when `cellar serve` stops it and then dies (PDEATHSIG).
+    for _ in range(20):
+        proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+
+    with serving(env) as served:
+        assert served.proc is not None
+        children = psutil.Process(served.proc.pid).children()
+        assert children, "serve runs a task manager"
+        served.kill()
+    _gone, alive = psutil.wait_procs(children, timeout=15)
+    assert alive == [], "task managers outlived cellar serve"
