@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import Insert, insert, select
 from sqlalchemy.orm import Session
 
 from cellar.db.instances import utcnow
 from cellar.db.models import Event
 
 
-def record_event(
-    session: Session,
+def event_insert(
     *,
     instance_id: str,
     operation: str,
@@ -19,8 +20,10 @@ def record_event(
     message: str = "",
     duration_ms: int | None = None,
     job_id: str | None = None,
-) -> Event:
-    row = Event(
+) -> Insert:
+    """The one INSERT of an event row: the task manager runs it on a plain connection
+    (several per step, so no ORM session), `record_event` in a session."""
+    return insert(Event).values(
         instance_id=instance_id,
         job_id=job_id,
         operation=operation,
@@ -30,9 +33,10 @@ def record_event(
         duration_ms=duration_ms,
         created=utcnow(),
     )
-    session.add(row)
-    session.flush()
-    return row
+
+
+def record_event(session: Session, **fields: Any) -> None:
+    session.execute(event_insert(**fields))
 
 
 def list_events(session: Session, *, instance_id: str) -> list[Event]:

@@ -12,19 +12,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from cellar.db import instances as repo
 from cellar.db.engine import READONLY, transaction, write_lock
-from cellar.db.models import Event, Instance, SecurityGroup, SecurityGroupRule
+from cellar.db.events import event_insert
+from cellar.db.models import Instance, SecurityGroup, SecurityGroupRule
 from cellar.domain.errors import NotFound
 from cellar.domain.specs import RuleSpec
 from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus
 from cellar.resource_managers.base import InstanceRecord, RuleRecord
 
 INSTANCES = cast(Table, Instance.__table__)
-EVENTS = cast(Table, Event.__table__)
 GROUPS = cast(Table, SecurityGroup.__table__)
 RULES = cast(Table, SecurityGroupRule.__table__)
 
@@ -191,27 +191,7 @@ class DbInstanceStore:
                 .values(deleted=True)
             )
 
-    def add_event(
-        self,
-        *,
-        instance_id: str,
-        job_id: str | None,
-        operation: str,
-        step: str,
-        outcome: str,
-        message: str = "",
-        duration_ms: int | None = None,
-    ) -> None:
+    def add_event(self, **fields: Any) -> None:
+        """One event row (`db.events.event_insert`'s fields), in its own transaction."""
         with self._write() as conn:
-            conn.execute(
-                insert(EVENTS).values(
-                    instance_id=instance_id,
-                    job_id=job_id,
-                    operation=operation,
-                    step=step,
-                    outcome=outcome,
-                    message=message,
-                    duration_ms=duration_ms,
-                    created=repo.utcnow(),
-                )
-            )
+            conn.execute(event_insert(**fields))
