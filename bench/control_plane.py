@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,11 +24,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from cellar.cli.embedded import free_port, issue_token, serving
+from cellar.config import settings_from_env
 
 
 def pct(values: list[float], q: float) -> float:
@@ -46,43 +40,14 @@ def main() -> None:
     args = parser.parse_args()
 
     state = Path(tempfile.mkdtemp(prefix="cellar-bench-"))
-    port = free_port()
-    env = dict(
-        os.environ,
-        CELLAR_STATE_DIR=str(state),
-        CELLAR_BACKEND="fake",
-        CELLAR_API_PORT=str(port),
-        CELLAR_FAKE_LATENCY_S="0",
-        CELLAR_LOG_LEVEL="WARNING",
+    os.environ.setdefault("CELLAR_LOG_LEVEL", "WARNING")
+    # CELLAR_* variables (workers, task managers) still apply; these are fixed.
+    settings = settings_from_env(
+        state_dir=state, backend="fake", api_port=free_port(), fake_latency_s=0.0
     )
-    token = (
-        subprocess.run(
-            [sys.executable, "-m", "cellar", "token", "issue", "--project", "bench"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    log = open(state / "serve.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cellar", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("cellar serve did not start; see " + str(state / "serve.log"))
-            time.sleep(0.1)
-
+    token = issue_token(settings, "bench")
+    with serving(settings) as served:
+        server, base = served.proc, served.url
         headers = {"X-Auth-Token": token}
         api = f"{base}/v1.0/bench"
         with httpx.Client(headers=headers, timeout=60) as http:
@@ -141,10 +106,6 @@ def main() -> None:
         api_proc = psutil.Process(server.pid)
         cpu_api = sum(api_proc.cpu_times()[:2])
         cpu_tm = sum(sum(c.cpu_times()[:2]) for c in api_proc.children(recursive=True))
-    finally:
-        server.terminate()
-        server.wait(20)
-        log.close()
 
     p50_ms, p99_ms = pct(latencies, 0.50) * 1000, pct(latencies, 0.99) * 1000
     base_ms = statistics.median(baseline) * 1000

@@ -16,15 +16,17 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
+
+from cellar.cli.embedded import free_port, issue_token, serving
+from cellar.config import settings_from_env
+from cellar.localcloud.cleanup import teardown
 
 PGBIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -34,12 +36,6 @@ def sh(*argv: str, env: dict[str, str] | None = None, cwd: Path | None = None) -
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {result.stderr.strip()}")
     return result.stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def raw_boot(work: Path) -> float:
@@ -113,64 +109,35 @@ def raw_boot(work: Path) -> float:
 def cellar_boots(runs: int) -> list[float]:
     state = Path(tempfile.mkdtemp(prefix="cellar-bench-"))
     state.chmod(0o755)  # volumes are mounted below it and the postgres user must reach them
-    port = free_port()
-    env = dict(
-        os.environ,
-        CELLAR_STATE_DIR=str(state),
-        CELLAR_BACKEND="local",
-        CELLAR_API_PORT=str(port),
-        CELLAR_LOG_LEVEL="WARNING",
-    )
-    token = sh(
-        sys.executable, "-m", "cellar", "token", "issue", "--project", "bench", env=env
-    ).splitlines()[-1]
-    log = open(state / "serve.log", "wb")  # noqa: SIM115
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cellar", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    base = f"http://127.0.0.1:{port}"
-    api = f"{base}/v1.0/bench"
+    os.environ.setdefault("CELLAR_LOG_LEVEL", "WARNING")
+    settings = settings_from_env(state_dir=state, backend="local", api_port=free_port())
+    token = issue_token(settings, "bench")
     times: list[float] = []
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(base + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise SystemExit("cellar serve did not start; see " + str(state / "serve.log"))
-            time.sleep(0.1)
-        with httpx.Client(headers={"X-Auth-Token": token}, timeout=60) as http:
+        with (
+            serving(settings) as served,
+            httpx.Client(
+                base_url=f"{served.url}/v1.0/bench", headers={"X-Auth-Token": token}, timeout=60
+            ) as http,
+        ):
             for i in range(runs):
                 body = {"instance": {"name": f"bench{i}", "flavorRef": "1", "volume": {"size": 1}}}
                 t0 = time.perf_counter()
-                iid = (
-                    http.post(f"{api}/instances", json=body)
-                    .raise_for_status()
-                    .json()["instance"]["id"]
-                )
+                iid = http.post("/instances", json=body).raise_for_status().json()["instance"]["id"]
                 while True:
-                    inst = http.get(f"{api}/instances/{iid}").raise_for_status().json()["instance"]
+                    inst = http.get(f"/instances/{iid}").raise_for_status().json()["instance"]
                     if inst["status"] == "ACTIVE":
                         break
                     if inst["status"] == "ERROR":
                         raise SystemExit(f"instance went to ERROR: {inst.get('fault')}")
                     time.sleep(0.02)
                 times.append(time.perf_counter() - t0)
-                http.delete(f"{api}/instances/{iid}").raise_for_status()
-                while http.get(f"{api}/instances/{iid}").status_code != 404:
+                http.delete(f"/instances/{iid}").raise_for_status()
+                while http.get(f"/instances/{iid}").status_code != 404:
                     time.sleep(0.05)
     finally:
-        server.terminate()
-        server.wait(30)
-        log.close()
         # This run's own cloud: bridge, host firewall table and mounts go too.
-        from cellar.config import settings_from_env
-        from cellar.localcloud.cleanup import teardown
-
-        teardown(settings_from_env(env={}, state_dir=state, backend="local"))
+        teardown(settings)
     return times
 
 

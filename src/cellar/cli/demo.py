@@ -10,68 +10,22 @@ volume grows, and checks the rows after every change. Prints a summary at the en
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 from rich.table import Table
 
 from cellar.cli.client import Client, console, wait_for
 from cellar.cli.demo_db import DemoDatabase
+from cellar.cli.embedded import free_port, issue_token, serving
 from cellar.cli.server import settings_env
 from cellar.config import Settings, settings_from_env
-from cellar.db.engine import make_engine, make_session_factory, transaction
-from cellar.db.migrate import upgrade
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """`cellar serve` as a child process; yields its URL once it answers."""
-    log = open(Path(settings.state_dir) / "serve.log", "wb")  # noqa: SIM115 - the child's
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cellar", "serve"],
-        env=settings_env(settings),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{settings.api_port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise click.ClickException(
-                    f"cellar serve exited with {proc.returncode}; see {log.name}"
-                )
-            try:
-                if httpx.get(url + "/", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"cellar serve did not answer; see {log.name}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 class Steps:
@@ -120,8 +74,6 @@ def _local_problems() -> list[str]:
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None)
 def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | None) -> None:
     """Create, resize, grow, reboot, restart and delete an instance, then audit."""
-    from cellar.db.tokens import issue_token
-
     if backend == "local" and (problems := _local_problems()):
         console.print(
             "[yellow]The local cloud cannot run here[/]: missing "
@@ -135,21 +87,18 @@ def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | 
         state_dir=state,
         backend=backend,
         resource_manager=resource_manager,
-        api_port=_free_port(),
+        api_port=free_port(),
         fake_latency_s=latency,
     )
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
-    with transaction(make_session_factory(engine)) as s:
-        token = issue_token(s, project_id="demo")
+    token = issue_token(settings, "demo")
     console.print(
         f"[bold]cellar demo[/]: backend {backend}, resource manager {resource_manager}, "
         f"state in {state}"
     )
     steps = Steps()
     try:
-        with serving(settings) as url:
-            client = Client(url, token, "demo")
+        with serving(settings) as served:
+            client = Client(served.url, token, "demo")
             try:
                 scenario(client, settings, steps)
             except BaseException:
