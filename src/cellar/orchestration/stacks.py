@@ -1,0 +1,139 @@
+"""What every orchestration backend offers (the embedded engine in `orchestration.local`,
+real Heat through openstacksdk): stacks made from HOT templates (`orchestration.templates`).
+
+A resource manager receives a `StackService`; it never imports a concrete one. Statuses are
+Heat's strings, `<ACTION>_<STATUS>` (`CREATE_IN_PROGRESS`, `UPDATE_COMPLETE`,
+`ROLLBACK_COMPLETE`, ...), on stacks, resources and events alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from cellar.domain.errors import CellarError, NotFound
+
+# The signal the embedded engine's OS::Nova::Server handles: `{"action": "reboot"}`.
+REBOOT = "reboot"
+
+
+class StackNotFound(NotFound):
+    def __init__(self, stack_id: str) -> None:
+        super().__init__("Stack", stack_id)
+        self.stack_id = stack_id
+
+
+class StackError(CellarError):
+    """The orchestration service refused or failed an operation on a stack."""
+
+    def __init__(self, message: str, *, stack_id: str | None = None) -> None:
+        super().__init__(message)
+        self.stack_id = stack_id
+
+
+@dataclass(frozen=True)
+class Stack:
+    id: str
+    name: str
+    status: str
+    status_reason: str = ""
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def action(self) -> str:
+        """`CREATE` of `CREATE_IN_PROGRESS` (Heat's actions are one word)."""
+        return self.status.partition("_")[0]
+
+    @property
+    def is_in_progress(self) -> bool:
+        return self.status.endswith("_IN_PROGRESS")
+
+    @property
+    def is_failed(self) -> bool:
+        return self.status.endswith("_FAILED")
+
+
+@dataclass(frozen=True)
+class StackResource:
+    name: str
+    """The logical name in the template (`server`, `m_<id>_volume`)."""
+    type: str
+    physical_id: str | None
+    """The cloud resource's id, None until it has one."""
+    status: str
+    status_reason: str = ""
+
+
+@dataclass(frozen=True)
+class StackEvent:
+    id: str
+    resource_name: str
+    """The logical resource name, or the stack's name for a stack-level event."""
+    physical_id: str | None
+    action: str
+    status: str
+    reason: str
+    timestamp: datetime
+    resource_type: str = ""
+
+
+class StackService(Protocol):
+    """Stacks of one project, Heat's way.
+
+    Errors: `StackNotFound` for an unknown (or deleted) stack id, `StackError` for anything
+    the service refuses or fails; operations run asynchronously: poll `get` for the status.
+    """
+
+    def create(
+        self,
+        name: str,
+        template: Mapping[str, Any],
+        parameters: Mapping[str, Any],
+        *,
+        disable_rollback: bool = False,
+    ) -> str:
+        """Start creating a stack and return its id. With rollback enabled (the default
+        here, unlike Heat's API default) a failed create deletes what it made and ends
+        `ROLLBACK_COMPLETE`."""
+        ...
+
+    def update(
+        self,
+        stack_id: str,
+        *,
+        template: Mapping[str, Any] | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Start an update with PATCH semantics: no template keeps the stored one, and
+        parameters not given keep their current value.
+
+        openstacksdk's `update_stack` (`Stack.commit`) is a PUT, which resets parameters
+        left out to their template defaults: the Heat implementation must send a PATCH
+        through the orchestration proxy (`proxy.patch(f"/stacks/{name}/{id}", json=...)`).
+        """
+        ...
+
+    def get(self, stack_id: str) -> Stack: ...
+
+    def resources(self, stack_id: str) -> list[StackResource]: ...
+
+    def events(self, stack_id: str) -> list[StackEvent]:
+        """The stack's events, oldest first."""
+        ...
+
+    def signal(self, stack_id: str, resource_name: str, data: Mapping[str, Any]) -> None:
+        """Signal a resource, as Heat's `POST .../resources/{name}/signal`.
+
+        The embedded engine's `OS::Nova::Server` handles `{"action": REBOOT}`. Real Heat has
+        no reboot signal (a server does not handle signals at all): its implementation
+        raises `StackError`, and the orchestrator then resolves the server from
+        `resources()`, reboots it through compute and records the reboot itself among the
+        stack's events.
+        """
+        ...
+
+    def delete(self, stack_id: str) -> None:
+        """Start deleting the stack (resources in reverse dependency order)."""
+        ...
