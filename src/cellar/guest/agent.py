@@ -68,6 +68,10 @@ class ConfigDrive:
     server_id: str
     address: str
     data_dir: Path
+    # Set when the server belongs to a stack: the wait condition handle to signal once
+    # the datastore is ready (Heat's token signal: POST with X-Auth-Token).
+    ready_signal_url: str | None = None
+    ready_signal_token: str | None = None
 
     @classmethod
     def read(cls, path: Path) -> ConfigDrive:
@@ -93,6 +97,8 @@ class ConfigDrive:
             server_id=str(meta.get("server_id", "")),
             address=str(meta["address"]),
             data_dir=Path(meta["data_dir"]),
+            ready_signal_url=user.get("ready_signal_url") or None,
+            ready_signal_token=user.get("ready_signal_token") or None,
         )
 
 
@@ -169,10 +175,12 @@ class Agent:
             self._manager, self._root_password = manager, password
             log.info("prepared %s %s in %.1f s", request.datastore, request.version,
                      time.monotonic() - started)  # fmt: skip
+            self.signal_ready("SUCCESS", "the datastore is ready")
         except Exception as exc:
             detail = exc.args[0] if isinstance(exc, GuestCommandError) else type(exc).__name__
             self._failure = f"prepare failed: {detail}"
             log.error("%s", self._failure)
+            self.signal_ready("FAILURE", self._failure)
         finally:
             self._building = False
             self._commands.release()
@@ -268,6 +276,24 @@ class Agent:
                     log.warning("heartbeat to the control plane failed: %s", error)
             self._changed.wait(self.check_interval_s)
             self._changed.clear()
+
+    def signal_ready(self, status: str, reason: str) -> None:
+        """Tell the stack's wait condition how the prepare ended (if the server has one)."""
+        url, token = self.drive.ready_signal_url, self.drive.ready_signal_token
+        if not url or not token:
+            return
+        body = json.dumps({"status": status, "reason": reason, "id": self.drive.instance_id})
+        request = urllib.request.Request(
+            url,
+            data=body.encode(),
+            method="POST",
+            headers={"Content-Type": "application/json", "X-Auth-Token": token},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+        except (OSError, ValueError) as exc:
+            log.error("signalling the wait condition failed: %s", exc)
 
     def send_heartbeat(self, status: ServiceStatus) -> str | None:
         """POST one heartbeat; None if the control plane took it, else why not."""
