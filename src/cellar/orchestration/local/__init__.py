@@ -1,0 +1,1 @@
+"""The embedded stack engine: Heat semantics for cellar's templates, in process."""

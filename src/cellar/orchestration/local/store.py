@@ -1,0 +1,166 @@
+"""Where the local engine keeps stacks, resources and events.
+
+`StackStore` is what the engine needs; `MemoryStore` keeps everything in memory (a
+database-backed store comes later, and the engine does not care). Records are plain
+dataclasses; a store returns copies, so nothing outside it mutates what it holds.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from cellar.domain.errors import NotFound
+
+
+def now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+@dataclass
+class StackRecord:
+    id: str
+    name: str
+    template: dict[str, Any]
+    parameters: dict[str, Any]  # as given by the user (merged on PATCH updates)
+    action: str
+    status: str
+    status_reason: str = ""
+    disable_rollback: bool = False
+    created_at: datetime.datetime = field(default_factory=now)
+    updated_at: datetime.datetime = field(default_factory=now)
+
+    @property
+    def state(self) -> str:
+        return f"{self.action}_{self.status}"
+
+
+@dataclass
+class ResourceRecord:
+    id: str  # the record's own id: a replaced resource briefly has two records
+    stack_id: str
+    name: str
+    type: str
+    physical_id: str
+    action: str
+    status: str
+    status_reason: str = ""
+    properties: dict[str, Any] = field(default_factory=dict)  # resolved, as last applied
+    data: dict[str, Any] = field(default_factory=dict)  # the plugin's own state
+    requires: list[str] = field(default_factory=list)
+    current: bool = True  # False for the old half of a replacement, until deleted
+    created_at: datetime.datetime = field(default_factory=now)
+    updated_at: datetime.datetime = field(default_factory=now)
+
+    @property
+    def state(self) -> str:
+        return f"{self.action}_{self.status}"
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    stack_id: str
+    resource_name: str
+    physical_resource_id: str
+    action: str
+    status: str
+    reason: str
+    timestamp: datetime.datetime
+
+
+class StackStore(Protocol):
+    def save_stack(self, stack: StackRecord) -> None: ...
+
+    def load_stack(self, stack_id: str) -> StackRecord: ...
+
+    def list_stacks(self) -> list[StackRecord]: ...
+
+    def save_resource(self, resource: ResourceRecord) -> None: ...
+
+    def delete_resource(self, stack_id: str, record_id: str) -> None: ...
+
+    def load_resources(self, stack_id: str) -> list[ResourceRecord]: ...
+
+    def add_event(
+        self,
+        stack_id: str,
+        resource_name: str,
+        physical_resource_id: str,
+        action: str,
+        status: str,
+        reason: str,
+    ) -> EventRecord: ...
+
+    def load_events(self, stack_id: str) -> list[EventRecord]: ...
+
+
+class MemoryStore:
+    """A `StackStore` in memory, safe to use from several threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stacks: dict[str, StackRecord] = {}
+        self._resources: dict[str, dict[str, ResourceRecord]] = {}
+        self._events: dict[str, list[EventRecord]] = {}
+        self._next_event = 1
+
+    def save_stack(self, stack: StackRecord) -> None:
+        with self._lock:
+            self._stacks[stack.id] = copy.deepcopy(stack)
+            self._resources.setdefault(stack.id, {})
+            self._events.setdefault(stack.id, [])
+
+    def load_stack(self, stack_id: str) -> StackRecord:
+        with self._lock:
+            try:
+                return copy.deepcopy(self._stacks[stack_id])
+            except KeyError:
+                raise NotFound("Stack", stack_id) from None
+
+    def list_stacks(self) -> list[StackRecord]:
+        with self._lock:
+            return [copy.deepcopy(stack) for stack in self._stacks.values()]
+
+    def save_resource(self, resource: ResourceRecord) -> None:
+        with self._lock:
+            self._resources.setdefault(resource.stack_id, {})[resource.id] = copy.deepcopy(resource)
+
+    def delete_resource(self, stack_id: str, record_id: str) -> None:
+        with self._lock:
+            self._resources.get(stack_id, {}).pop(record_id, None)
+
+    def load_resources(self, stack_id: str) -> list[ResourceRecord]:
+        with self._lock:
+            return [copy.deepcopy(r) for r in self._resources.get(stack_id, {}).values()]
+
+    def add_event(
+        self,
+        stack_id: str,
+        resource_name: str,
+        physical_resource_id: str,
+        action: str,
+        status: str,
+        reason: str,
+    ) -> EventRecord:
+        with self._lock:
+            event = EventRecord(
+                self._next_event,
+                stack_id,
+                resource_name,
+                physical_resource_id,
+                action,
+                status,
+                reason,
+                now(),
+            )
+            self._next_event += 1
+            self._events.setdefault(stack_id, []).append(event)
+            return event
+
+    def load_events(self, stack_id: str) -> list[EventRecord]:
+        with self._lock:
+            return list(self._events.get(stack_id, []))
