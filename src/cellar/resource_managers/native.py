@@ -10,6 +10,7 @@ from taskflow.patterns import linear_flow
 
 from cellar.domain.errors import BadRequest
 from cellar.domain.specs import FlavorSpec, InstanceSpec, RuleSpec
+from cellar.resource_managers import native_changes as changes
 from cellar.resource_managers import native_steps as steps
 from cellar.resource_managers.base import ResourceManager
 from cellar.resource_managers.common import (
@@ -39,9 +40,9 @@ class NativeManager(ResourceManager):
         ctx = self.ctx
         return linear_flow.Flow("resize_flavor").add(
             StopDatastore(ctx, instance_id, name="datastore.stop"),
-            steps.ResizeServer(ctx, instance_id, flavor, name="server.resize"),
+            changes.ResizeServer(ctx, instance_id, flavor, name="server.resize"),
             StartDatastore(ctx, instance_id, name="datastore.start"),
-            steps.ConfirmResize(ctx, instance_id, flavor, name="server.confirm_resize"),
+            changes.ConfirmResize(ctx, instance_id, flavor, name="server.confirm_resize"),
         )
 
     def resize_volume(self, instance_id: str, size_gb: int) -> linear_flow.Flow:
@@ -50,15 +51,15 @@ class NativeManager(ResourceManager):
             raise BadRequest("resize.volume.size", f"must be larger than the current {current} GB")
         ctx = self.ctx
         return linear_flow.Flow("resize_volume").add(
-            steps.ExtendVolume(ctx, instance_id, size_gb, name="volume.extend"),
-            steps.ResizeFilesystem(ctx, instance_id, size_gb, name="guest.resize_fs"),
+            changes.ExtendVolume(ctx, instance_id, size_gb, name="volume.extend"),
+            changes.ResizeFilesystem(ctx, instance_id, size_gb, name="guest.resize_fs"),
         )
 
     def reboot(self, instance_id: str) -> linear_flow.Flow:
         ctx = self.ctx
         return linear_flow.Flow("reboot").add(
             StopDatastore(ctx, instance_id, name="datastore.stop"),
-            steps.RebootServer(ctx, instance_id, name="server.reboot"),
+            changes.RebootServer(ctx, instance_id, name="server.reboot"),
             StartDatastore(ctx, instance_id, name="datastore.start"),
         )
 
@@ -76,21 +77,21 @@ class NativeManager(ResourceManager):
         self, instance_id: str, rule_id: str, rule: RuleSpec
     ) -> linear_flow.Flow:
         return linear_flow.Flow("add_security_group_rule").add(
-            steps.AddRule(self.ctx, instance_id, rule_id, rule, name="security_group_rule.create")
+            changes.AddRule(self.ctx, instance_id, rule_id, rule, name="security_group_rule.create")
         )
 
     def update_security_group_rule_cidr(
         self, instance_id: str, rule_id: str, cidr: str
     ) -> linear_flow.Flow:
         return linear_flow.Flow("update_security_group_rule_cidr").add(
-            steps.ChangeRuleCidr(
+            changes.ChangeRuleCidr(
                 self.ctx, instance_id, rule_id, cidr, name="security_group_rule.update"
             )
         )
 
     def delete_security_group_rule(self, instance_id: str, rule_id: str) -> linear_flow.Flow:
         return linear_flow.Flow("delete_security_group_rule").add(
-            steps.DeleteRule(self.ctx, instance_id, rule_id, name="security_group_rule.delete")
+            changes.DeleteRule(self.ctx, instance_id, rule_id, name="security_group_rule.delete")
         )
 
     def create_dns_record(self, instance_id: str) -> linear_flow.Flow:
