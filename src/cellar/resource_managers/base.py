@@ -23,6 +23,7 @@ from cellar.domain.errors import OperationIsNotSupported
 from cellar.domain.specs import FlavorSpec, InstanceSpec, RuleSpec
 from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers.registry import Services
+from cellar.orchestration.stacks import StackService
 
 
 class Operation(enum.Enum):
@@ -121,6 +122,8 @@ class ManagerContext:
     services: Services
     store: InstanceStore
     sleep: Callable[[float], None]
+    # The orchestration service (embedded engine or Heat), for managers that use stacks.
+    stacks: StackService | None = None
 
 
 class ResourceManager:

@@ -28,6 +28,9 @@ class GuestStatus:
 
 class GuestDriver(abc.ABC):
     name: str = "guest"
+    # Whether the guest itself signals its stack's wait condition when its datastore is
+    # ready (a real agent does; the fake runs no code, so the orchestrator signals for it).
+    signals_ready: bool = False
 
     def user_data(self, instance_id: str) -> dict[str, str]:
         """What the server's config drive must carry for its guest agent to find the

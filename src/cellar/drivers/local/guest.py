@@ -58,6 +58,7 @@ def _unreachable(exc: httpx.HTTPError) -> bool:
 
 
 class LocalGuestDriver(GuestDriver):
+    signals_ready = True
     name = "local-guest"
 
     def __init__(
