@@ -166,3 +166,55 @@ class TaskflowPath(Base):
     parent: Mapped[str] = mapped_column(String(255), index=True)
     value: Mapped[str | None] = mapped_column(Text)
     link: Mapped[str | None] = mapped_column(String(255))
+
+
+class Stack(Base):
+    """A stack of the embedded engine (`cellar.orchestration.local.store.StackRecord`)."""
+
+    __tablename__ = "stacks"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    template: Mapped[dict[str, Any]] = mapped_column()
+    parameters: Mapped[dict[str, Any]] = mapped_column()
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    disable_rollback: Mapped[bool] = mapped_column(Boolean, default=False)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+
+
+class StackResource(Base):
+    """One record of a stack's resource (`ResourceRecord`). A name has two records while
+    it is replaced (the old one has current False), and failed replacements may leave
+    several old ones, so only (stack_id, id) is unique."""
+
+    __tablename__ = "stack_resources"
+    stack_id: Mapped[str] = mapped_column(ForeignKey("stacks.id"), primary_key=True)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    type: Mapped[str] = mapped_column(String(255))
+    physical_id: Mapped[str] = mapped_column(String(255), default="")
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    status_reason: Mapped[str] = mapped_column(Text, default="")
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    requires: Mapped[list[Any]] = mapped_column(default=list)
+    current: Mapped[bool] = mapped_column(Boolean, default=True)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+
+
+class StackEvent(Base):
+    """One state change of a stack or of one of its resources (`EventRecord`)."""
+
+    __tablename__ = "stack_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    stack_id: Mapped[str] = mapped_column(ForeignKey("stacks.id"), index=True)
+    resource_name: Mapped[str] = mapped_column(String(255))
+    physical_resource_id: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    timestamp: Mapped[datetime] = mapped_column(DateTime)

@@ -12,6 +12,8 @@ from cellar.resource_managers.base import ResourceManager
 
 _REGISTRY: dict[str, tuple[str, str]] = {
     "native": ("cellar.resource_managers.native", "NativeManager"),
+    "orchestrator": ("cellar.resource_managers.orchestrator", "OrchestratorManager"),
+    "migration": ("cellar.resource_managers.migration", "MigrationManager"),
 }
 
 

@@ -39,6 +39,7 @@ from cellar.resource_managers.common import OperationCancelled
 from cellar.taskmanager.flows import build_flow, failure_task
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.persistence import SqlPathBackend
+from cellar.taskmanager.stacks import NEEDS_STACKS, build_stack_service
 from cellar.taskmanager.store import DbInstanceStore
 
 log = logging.getLogger(__name__)
@@ -62,7 +63,10 @@ class TaskManager:
         self.name = name or socket.gethostname()
         self.sleep = sleep
         self.backend = SqlPathBackend(self.engine)
-        self.ctx = ManagerContext(settings, self.services, self.store, sleep)
+        stacks = None
+        if settings.resource_manager in NEEDS_STACKS:
+            stacks = build_stack_service(settings, self.sessions, self.services)
+        self.ctx = ManagerContext(settings, self.services, self.store, sleep, stacks)
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="job")
         self.running: dict[str, Future[None]] = {}
         self.flow_engines: dict[str, Any] = {}

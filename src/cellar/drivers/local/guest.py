@@ -58,7 +58,9 @@ def _unreachable(exc: httpx.HTTPError) -> bool:
 
 
 class LocalGuestDriver(GuestDriver):
-    signals_ready = True
+    # The agent signals its wait condition itself once the stack's signal URL is an HTTP
+    # endpoint it can reach; the embedded engine's is not yet, so the task manager signals.
+    signals_ready = False
     name = "local-guest"
 
     def __init__(

@@ -104,7 +104,13 @@ class _Context:
 
 def _plugin(registry: Registry, record: ResourceRecord) -> Resource:
     cls = registry.get(record.type, f"resources.{record.name}.type")
-    return cls(record.name, record.properties, record.physical_id, dict(record.data))
+    return _make(cls, record, record.properties)
+
+
+def _make(cls: type[Resource], record: ResourceRecord, properties: Mapping[str, Any]) -> Resource:
+    plugin = cls(record.name, properties, record.physical_id, dict(record.data))
+    plugin.stack_id = record.stack_id
+    return plugin
 
 
 def _reason(name: str, exc: BaseException) -> str:
@@ -217,6 +223,34 @@ class StackEngine:
             if running is not None:
                 running.set()
             self._submit(stack_id, lambda cancel: self._do_delete(stack_id, DELETE, cancel))
+
+    def signal(self, stack_id: str, resource_name: str, details: Mapping[str, Any]) -> None:
+        """Signal a resource (Heat's resource_signal), in the caller's thread: the plugin's
+        `handle_signal` refuses (raises) or starts; `check_signal_complete` is polled to its
+        end. A SIGNAL event is recorded; the resource's state does not change."""
+        self.store.load_stack(stack_id)
+        records = [
+            r for r in self.store.load_resources(stack_id) if r.name == resource_name and r.current
+        ]
+        if not records:
+            raise NotFound("Resource", resource_name)
+        record = records[0]
+        if record.action in (INIT, DELETE) or not record.physical_id:
+            raise UnprocessableEntity(
+                f"Resource {resource_name} is {record.state}: it cannot be signalled."
+            )
+        plugin = _plugin(self.registry, record)
+        handle = plugin.handle_signal(details)
+        while not plugin.check_signal_complete(handle):
+            time.sleep(self.poll_interval)
+        current = [r for r in self.store.load_resources(stack_id) if r.id == record.id]
+        if current and plugin.data != record.data:
+            current[0].data = {**current[0].data, **plugin.data}
+            self.store.save_resource(current[0])
+        reason = str(details.get("reason") or "Signal received")
+        self.store.add_event(
+            stack_id, resource_name, record.physical_id, "SIGNAL", COMPLETE, reason
+        )
 
     def get_stack(self, stack_id: str) -> StackRecord:
         return self.store.load_stack(stack_id)
@@ -386,8 +420,11 @@ class StackEngine:
             record.requires = sorted(plan.graph[record.name])
             record.physical_id = str(uuid.uuid4())
             self._set(record, CREATE, IN_PROGRESS, "state changed")
-            plugin = cls(record.name, properties, record.physical_id, dict(record.data))
+            plugin = _make(cls, record, properties)
             handle = plugin.handle_create()
+            if plugin.physical_id != record.physical_id:  # the cloud's id, for get_resource
+                record.physical_id, record.data = plugin.physical_id, plugin.data
+                self.store.save_resource(record)
 
             def poll() -> bool:
                 if not plugin.check_create_complete(handle):
@@ -506,7 +543,7 @@ class StackEngine:
                 holder["create"] = self._create_task(new, plan, context, requires)
                 return holder["create"].start()
             self._set(old, UPDATE, IN_PROGRESS, "state changed")
-            plugin = cls(name, old.properties, old.physical_id, dict(old.data))
+            plugin = _make(cls, old, old.properties)
             handle = plugin.handle_update(properties, changed)
 
             def poll() -> bool:

@@ -56,6 +56,15 @@ class Resource:
         self.properties = dict(properties)
         self.physical_id = physical_id
         self.data = data  # persisted by the engine after every action
+        self.stack_id = ""  # set by the engine before any action
+
+    # Signals (Heat's handle_signal): only types that accept signals override these.
+
+    def handle_signal(self, details: Mapping[str, Any]) -> Any:
+        raise ResourceFailure(f"resource type {self.type_name} does not handle signals")
+
+    def check_signal_complete(self, handle: Any) -> bool:
+        return True
 
     # Schema ------------------------------------------------------------------------------
 
