@@ -60,6 +60,7 @@ class OrchestratorManager(ResourceManager):
     def delete_instance(self, instance_id: str) -> linear_flow.Flow:
         ctx = self.ctx
         return linear_flow.Flow("delete_instance").add(
+            steps.StopBeforeDelete(ctx, instance_id, name="datastore.stop"),
             steps.DeleteStack(ctx, instance_id, name="stack.delete"),
             ForgetGuest(ctx, instance_id, name="guest.forget"),
         )

@@ -7,6 +7,7 @@ physical ids the rest of cellar shows onto the instance."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from cellar.domain.errors import CellarError
@@ -228,6 +229,16 @@ class SignalReboot(StackTask):
             timeout_s=self.ctx.settings.server_timeout_s,
         )
         self.ctx.store.set_server_status(self.instance_id, done.status)
+
+
+class StopBeforeDelete(StackTask):
+    """Stop the datastore first: the stack deletes the volume attachment before the
+    server, and a filesystem PostgreSQL still writes to cannot be unmounted. Best effort:
+    a guest that never came up or cannot be reached has nothing to stop."""
+
+    def execute(self) -> None:
+        with contextlib.suppress(CellarError):
+            self.services.guest.stop_db(self.instance_id)
 
 
 class DeleteStack(StackTask):
