@@ -227,3 +227,24 @@ def test_grow_online_resize_and_reboot_keep_the_data(local_env: dict[str, str]) 
                 assert conn.execute("SELECT count(*) FROM rows").fetchone() == (len(written),)
         assert inst["flavor"]["id"] == "2"
         delete_all(served, [iid])
+
+
+def test_orchestrated_instance_on_the_local_cloud(local_env: dict[str, str]) -> None:
+    env = dict(local_env, CELLAR_RESOURCE_MANAGER="orchestrator")
+    with serving(env) as served, served.client() as http:
+        iid = create(http, "stacked")
+        inst = wait_active(http, iid)
+        assert inst["provisioning_engine"] == "orchestrator" and inst["stack_id"]
+        with connect(inst["ip"][0]) as conn:
+            conn.execute("CREATE TABLE s (v int)")
+            conn.execute("INSERT INTO s VALUES (1), (2)")
+        for action in ({"resize": {"volume": {"size": 2}}}, {"reboot": {}}):
+            assert http.post(f"/instances/{iid}/action", json=action).status_code == 202
+            inst = wait_active(http, iid)
+            assert not inst.get("fault"), (action, inst)
+            with connect(inst["ip"][0]) as conn:
+                assert conn.execute("SELECT count(*) FROM s").fetchone() == (2,)
+        assert inst["volume"]["size"] == 2
+        delete_all(served, [iid])
+        audit = cellar(env, "audit")
+        assert audit.returncode == 0, audit.stdout + audit.stderr
