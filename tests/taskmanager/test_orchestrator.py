@@ -128,3 +128,40 @@ def test_switching_native_to_migration_keeps_old_instances_native(tmp_path: Path
     finally:
         plane.tm.pool.shutdown(wait=True)
         plane.engine.dispose()
+
+
+def test_operators_see_the_stack_with_cellar_stack(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from cellar.cli import main
+
+    plane = make_plane(tmp_path, resource_manager="orchestrator")
+    try:
+        iid = plane.create()
+        plane.run()
+        stack_id = plane.show(iid)["stack_id"]
+        runner = CliRunner()
+        env = {"CELLAR_STATE_DIR": str(tmp_path), "COLUMNS": "250"}
+
+        def run(*args: str) -> str:
+            result = runner.invoke(main, ["stack", *args], env=env, catch_exceptions=False)
+            assert result.exit_code == 0, result.output
+            return result.output
+
+        listed = run("list")
+        assert stack_id in listed and f"cellar-{iid}" in listed and "CREATE_COMPLETE" in listed
+        shown = run("show", stack_id)
+        server = plane.services.compute.list_servers()[0]
+        for name in ("server", "volume", "security_group", "dns_record", "ready"):
+            assert name in shown
+        assert server.id in shown
+        events = run("events", stack_id)
+        assert "CREATE_IN_PROGRESS" in events and "CREATE_COMPLETE" in events
+        template = json.loads(run("template", stack_id))
+        assert template["heat_template_version"] == "2018-08-31"
+        assert runner.invoke(main, ["stack", "show", "nope"], env=env).exit_code == 1
+    finally:
+        plane.tm.pool.shutdown(wait=True)
+        plane.engine.dispose()

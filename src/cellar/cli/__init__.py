@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cellar.cli import client, demo, guest, server
+from cellar.cli import client, demo, guest, server, stacks
 
 
 @click.group()
@@ -12,5 +12,11 @@ def main() -> None:
     """cellar: databases as a service."""
 
 
-for command in (*server.COMMANDS, *client.COMMANDS, demo.demo, guest.guest_agent):
+for command in (
+    *server.COMMANDS,
+    *client.COMMANDS,
+    *stacks.COMMANDS,
+    demo.demo,
+    guest.guest_agent,
+):
     main.add_command(command)
