@@ -12,7 +12,7 @@ from taskflow.patterns import linear_flow
 
 from cellar.domain.errors import CellarError, TransientError
 from cellar.domain.specs import InstanceSpec
-from cellar.domain.status import ServiceStatus
+from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers.guest.base import GuestStatus
 from cellar.resource_managers.base import ManagerContext
 
@@ -125,6 +125,22 @@ def wait_for_service(
         timeout_s=timeout_s,
         cancellable=cancellable,
     )
+
+
+def wait_for_server(
+    t: CellarTask, server_id: str, wanted: ServerStatus, what: str, *, cancellable: bool = True
+) -> None:
+    """Wait until the server is `wanted` (ERROR fails it) and record its status."""
+    compute = t.services.compute
+    done = t.wait_for(
+        f"server {server_id} to {what}",
+        lambda: compute.get_server(server_id),
+        lambda s: s.status is wanted,
+        failed=lambda s: "the server went to ERROR" if s.status is ServerStatus.ERROR else None,
+        timeout_s=t.ctx.settings.server_timeout_s,
+        cancellable=cancellable,
+    )
+    t.ctx.store.set_server_status(t.instance_id, done.status)
 
 
 class PrepareGuest(CellarTask):

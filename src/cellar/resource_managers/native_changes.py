@@ -15,8 +15,7 @@ from cellar.drivers.compute.base import Server
 from cellar.drivers.network.base import SecurityGroup
 from cellar.drivers.volume.base import Volume, VolumeStatus
 from cellar.resource_managers.base import ManagerContext
-from cellar.resource_managers.common import CellarTask
-from cellar.resource_managers.native_steps import server_failed
+from cellar.resource_managers.common import CellarTask, wait_for_server
 
 
 def _server_id(t: CellarTask) -> str:
@@ -41,29 +40,16 @@ class ResizeServer(CellarTask):
             self.call(compute.resize_server, server_id, self.flavor)
         elif server.status not in (ServerStatus.RESIZE, ServerStatus.VERIFY_RESIZE):
             raise CellarError(f"Server {server_id} is {server.status.value}: cannot resize it.")
-        done = self.wait_for(
-            f"server {server_id} to be resized",
-            lambda: compute.get_server(server_id),
-            lambda s: s.status is ServerStatus.VERIFY_RESIZE,
-            failed=server_failed,
-            timeout_s=self.ctx.settings.server_timeout_s,
-        )
-        self.ctx.store.set_server_status(self.instance_id, done.status)
+        wait_for_server(self, server_id, ServerStatus.VERIFY_RESIZE, "be resized")
 
     def revert(self, *args: Any, **kwargs: Any) -> None:
         compute, server_id = self.services.compute, _server_id(self)
         server: Server = self.call(compute.get_server, server_id)
         if server.status is ServerStatus.VERIFY_RESIZE:
             self.call(compute.revert_resize, server_id)
-        back = self.wait_for(
-            f"server {server_id} to revert its resize",
-            lambda: compute.get_server(server_id),
-            lambda s: s.status is ServerStatus.ACTIVE,
-            failed=server_failed,
-            timeout_s=self.ctx.settings.server_timeout_s,
-            cancellable=False,
+        wait_for_server(
+            self, server_id, ServerStatus.ACTIVE, "revert its resize", cancellable=False
         )
-        self.ctx.store.set_server_status(self.instance_id, back.status)
 
 
 class ConfirmResize(CellarTask):
@@ -76,15 +62,9 @@ class ConfirmResize(CellarTask):
         server: Server = self.call(compute.get_server, server_id)
         if server.status is ServerStatus.VERIFY_RESIZE:
             self.call(compute.confirm_resize, server_id)
-        done = self.wait_for(
-            f"server {server_id} to confirm its resize",
-            lambda: compute.get_server(server_id),
-            lambda s: s.status is ServerStatus.ACTIVE,
-            failed=server_failed,
-            timeout_s=self.ctx.settings.server_timeout_s,
-            cancellable=False,
+        wait_for_server(
+            self, server_id, ServerStatus.ACTIVE, "confirm its resize", cancellable=False
         )
-        self.ctx.store.set_server_status(self.instance_id, done.status)
         self.ctx.store.set_flavor(self.instance_id, self.flavor.id)
 
 
@@ -93,14 +73,7 @@ class RebootServer(CellarTask):
         self.check_not_cancelled()
         compute, server_id = self.services.compute, _server_id(self)
         self.call(compute.reboot_server, server_id)
-        done = self.wait_for(
-            f"server {server_id} to reboot",
-            lambda: compute.get_server(server_id),
-            lambda s: s.status is ServerStatus.ACTIVE,
-            failed=server_failed,
-            timeout_s=self.ctx.settings.server_timeout_s,
-        )
-        self.ctx.store.set_server_status(self.instance_id, done.status)
+        wait_for_server(self, server_id, ServerStatus.ACTIVE, "reboot")
 
 
 class ExtendVolume(CellarTask):

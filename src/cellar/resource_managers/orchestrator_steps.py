@@ -21,7 +21,7 @@ from cellar.orchestration.templates.instance import (
     update_parameters,
 )
 from cellar.resource_managers.base import ManagerContext
-from cellar.resource_managers.common import CellarTask, wait_for_service
+from cellar.resource_managers.common import CellarTask, wait_for_server, wait_for_service
 
 # The template's resource names (orchestration/templates/instance.py).
 SERVER, VOLUME, GROUP, ATTACHMENT, RECORD, READY_HANDLE = (
@@ -222,13 +222,7 @@ class SignalReboot(StackTask):
         stack_id = self.stack_id()
         self.call(self.stacks.signal, stack_id, SERVER, {"action": REBOOT})
         server_id = self.ctx.store.get(self.instance_id).compute_instance_id or ""
-        done = self.wait_for(
-            f"server {server_id} to reboot",
-            lambda: self.services.compute.get_server(server_id),
-            lambda s: s.status is ServerStatus.ACTIVE,
-            timeout_s=self.ctx.settings.server_timeout_s,
-        )
-        self.ctx.store.set_server_status(self.instance_id, done.status)
+        wait_for_server(self, server_id, ServerStatus.ACTIVE, "reboot")
 
 
 class StopBeforeDelete(StackTask):
