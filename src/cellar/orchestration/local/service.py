@@ -12,7 +12,8 @@ from typing import Any
 
 from cellar.domain.errors import CellarError, NotFound
 from cellar.domain.specs import FlavorSpec
-from cellar.orchestration.local.cloud_resources import OWNER, CloudServices, cloud_registry
+from cellar.orchestration.local.cloud_base import OWNER, CloudServices
+from cellar.orchestration.local.cloud_resources import cloud_registry
 from cellar.orchestration.local.engine import StackEngine
 from cellar.orchestration.local.resources import ResourceFailure
 from cellar.orchestration.local.store import MemoryStore, StackRecord, StackStore
