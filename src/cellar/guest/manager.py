@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cellar.domain.specs import DatabaseSpec, UserSpec
 from cellar.domain.status import ServiceStatus
 
 MARKER = "cellar-datastore.json"
@@ -23,18 +24,9 @@ class GuestCommandError(Exception):
     """A command the datastore could not carry out; the message is safe to show."""
 
 
-@dataclass(frozen=True)
-class Database:
-    name: str
-    character_set: str | None = None
-    collate: str | None = None
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    password: str
-    databases: tuple[str, ...] = ()
+# A prepare request's databases and users are the domain's own value objects.
+Database = DatabaseSpec
+User = UserSpec
 
 
 @dataclass(frozen=True)
