@@ -29,6 +29,7 @@ import uuid
 from dataclasses import dataclass
 
 from cellar.config import Settings
+from cellar.domain.rules import normalized_rule
 from cellar.guest.protocol import AGENT_PORT
 from cellar.localcloud.network import SERVER, Network, file_lock, namespace_exists
 from cellar.localcloud.state import CloudState, Resource
@@ -36,7 +37,6 @@ from cellar.localcloud.system import LocalCloudError, run
 
 GROUP, RULE = "group", "rule"
 TABLE = "cellar"
-PROTOCOLS = ("icmp", "tcp", "udp")
 
 
 class GroupMissing(LocalCloudError):
@@ -82,18 +82,10 @@ class Group:
 
 def checked_rule(protocol: str, from_port: int, to_port: int, cidr: str) -> dict[str, object]:
     """The rule's data, its CIDR normalised (as Neutron does); `RuleRefused` if refused."""
-    if protocol not in PROTOCOLS:
-        raise RuleRefused(f"Protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}.")
-    if protocol == "icmp":  # The "ports" of an ICMP rule are its type and code.
-        if not (0 <= from_port <= 255 and 0 <= to_port <= 255):
-            raise RuleRefused(f"ICMP type {from_port} and code {to_port} must be in 0..255.")
-    elif not 1 <= from_port <= to_port <= 65535:
-        raise RuleRefused(f"Port range {from_port}..{to_port} is not within 1..65535.")
     try:
-        network = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        raise RuleRefused(f"{cidr!r} is not a CIDR.") from None
-    return {"protocol": protocol, "from_port": from_port, "to_port": to_port, "cidr": str(network)}
+        return normalized_rule(protocol, from_port, to_port, cidr)
+    except ValueError as exc:
+        raise RuleRefused(str(exc)) from None
 
 
 def _to_rule(row: Resource) -> Rule:

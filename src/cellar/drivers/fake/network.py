@@ -3,11 +3,11 @@ Neutron validates them (tcp/udp/icmp, ports 1..65535, a well-formed CIDR, no dup
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from collections import defaultdict
 from contextlib import AbstractContextManager
 
+from cellar.domain.rules import normalized_rule
 from cellar.drivers.fake.cloud import FakeCloud
 from cellar.drivers.fake.store import GROUP, RULE, Row, Tx
 from cellar.drivers.network.base import (
@@ -19,8 +19,6 @@ from cellar.drivers.network.base import (
     SecurityGroupRule,
     SecurityGroupRuleNotFound,
 )
-
-_PROTOCOLS = frozenset({"tcp", "udp", "icmp"})
 
 
 def require_group(tx: Tx, group_id: str) -> Row:
@@ -53,18 +51,10 @@ def _to_group(row: Row, rules: list[Row]) -> SecurityGroup:
 
 def _checked_rule(protocol: str, from_port: int, to_port: int, cidr: str) -> dict[str, object]:
     """The rule's data, its CIDR normalised (as Neutron does); `InvalidRule` if refused."""
-    if protocol not in _PROTOCOLS:
-        raise InvalidRule(f"Protocol {protocol!r} is not one of {', '.join(sorted(_PROTOCOLS))}.")
-    if protocol == "icmp":  # The "ports" of an ICMP rule are its type and code.
-        if not (0 <= from_port <= 255 and 0 <= to_port <= 255):
-            raise InvalidRule(f"ICMP type {from_port} and code {to_port} must be in 0..255.")
-    elif not 1 <= from_port <= to_port <= 65535:
-        raise InvalidRule(f"Port range {from_port}..{to_port} is not within 1..65535.")
     try:
-        network = ipaddress.ip_network(cidr, strict=False)
-    except ValueError:
-        raise InvalidRule(f"{cidr!r} is not a CIDR.") from None
-    return {"protocol": protocol, "from_port": from_port, "to_port": to_port, "cidr": str(network)}
+        return normalized_rule(protocol, from_port, to_port, cidr)
+    except ValueError as exc:
+        raise InvalidRule(str(exc)) from None
 
 
 class FakeNetwork(NetworkDriver):
