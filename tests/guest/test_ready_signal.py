@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -76,3 +77,45 @@ def test_a_server_without_a_stack_signals_nothing(
     _url, received = endpoint
     _agent(tmp_path, None).signal_ready("SUCCESS", "ready")
     assert received == []
+
+
+class _Busy(_Recorder):
+    """Answers 503 to the first two signals (a control plane restarting), then takes it."""
+
+    def do_POST(self) -> None:
+        if len(self.received) < 2:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.received.append(("503", None, {}))
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_POST()
+
+
+def test_a_signal_the_control_plane_cannot_take_yet_is_retried(tmp_path: Path) -> None:
+    server = HTTPServer(("127.0.0.1", 0), _Busy)
+    _Busy.received = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        agent = _agent(tmp_path, f"http://127.0.0.1:{server.server_port}/signal/ready")
+        assert agent.signal_ready("SUCCESS", "the datastore is ready") is True
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert [path for path, _token, _body in _Busy.received] == ["503", "503", "/signal/ready"]
+
+
+def test_a_refused_signal_is_not_retried(tmp_path: Path) -> None:
+    # A server without a POST handler answers 501: final, unlike a 503.
+    server = HTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        agent = _agent(tmp_path, f"http://127.0.0.1:{server.server_port}/nowhere")
+        agent.signal_retry_s = 30
+        started = time.monotonic()
+        assert agent.signal_ready("SUCCESS", "ready") is False
+        assert time.monotonic() - started < 5
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -235,6 +235,12 @@ def test_orchestrated_instance_on_the_local_cloud(local_env: dict[str, str]) -> 
         iid = create(http, "stacked")
         inst = wait_active(http, iid)
         assert inst["provisioning_engine"] == "orchestrator" and inst["stack_id"]
+        # The agent signalled its wait condition itself, through the API, with the
+        # handle's token (the task manager's own signal would say "RUNNING").
+        events = cellar(dict(env, COLUMNS="250"), "stack", "events", inst["stack_id"])
+        signals = [line for line in events.stdout.splitlines() if "SIGNAL_COMPLETE" in line]
+        assert len(signals) == 1 and "ready_handle" in signals[0], events.stdout
+        assert "the datastore is ready" in signals[0]
         with connect(inst["ip"][0]) as conn:
             conn.execute("CREATE TABLE s (v int)")
             conn.execute("INSERT INTO s VALUES (1), (2)")

@@ -3,13 +3,15 @@ TestResource stacks created, updated and deleted, asserting states, ids and even
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from cellar.domain.errors import Conflict
 from cellar.orchestration.local.engine import StackEngine
-from cellar.orchestration.local.store import EventRecord, ResourceRecord
+from cellar.orchestration.local.resources import TestResource, default_registry
+from cellar.orchestration.local.store import EventRecord, MemoryStore, ResourceRecord
 from cellar.orchestration.local.template import TemplateError
 
 
@@ -172,8 +174,8 @@ def test_create_failure_without_rollback(engine: StackEngine) -> None:
     assert engine.resources(stack_id) == []
 
 
-def test_fail_on_update(engine: StackEngine) -> None:
-    stack_id = create(engine, hot({"r": test_resource(value="a")}))
+def test_fail_on_update_without_rollback(engine: StackEngine) -> None:
+    stack_id = create(engine, hot({"r": test_resource(value="a")}), disable_rollback=True)
     engine.update_stack(stack_id, hot({"r": test_resource(value="b", fail=True)}))
     stack = engine.wait(stack_id)
     assert stack.state == "UPDATE_FAILED"
@@ -338,3 +340,161 @@ def test_replacement_propagates_to_dependants(engine: StackEngine) -> None:
     assert after["mid"].physical_id == before["mid"].physical_id  # updated in place
     assert after["mid"].properties["value"] == after["base"].physical_id
     assert after["mid"].state == "UPDATE_COMPLETE"
+
+
+# needs_replace_failed -------------------------------------------------------------------
+
+
+class Durable(TestResource):
+    """A TestResource whose physical resource survives a failed action, as a running
+    server does: its plugin answers that it need not be replaced."""
+
+    type_name = "Test::Durable"
+
+    def needs_replace_failed(self) -> bool:
+        return False
+
+
+def fail_record(engine: StackEngine, stack_id: str, name: str, action: str) -> None:
+    """The resource's record (and its stack) FAILED, as an interrupted action leaves them."""
+    [record] = [r for r in engine.resources(stack_id) if r.name == name]
+    record.action, record.status = action, "FAILED"
+    engine.store.save_resource(record)
+    stack = engine.get_stack(stack_id)
+    stack.action, stack.status = action, "FAILED"
+    engine.store.save_stack(stack)
+
+
+@pytest.fixture
+def durable_engine() -> Iterator[StackEngine]:
+    registry = default_registry()
+    registry.register(Durable)
+    eng = StackEngine(MemoryStore(), max_workers=2, poll_interval=0.002, registry=registry)
+    try:
+        yield eng
+    finally:
+        eng.close()
+
+
+def test_failed_resource_kept_when_its_plugin_says_so(durable_engine: StackEngine) -> None:
+    engine = durable_engine
+    template = hot({"kept": {"type": "Test::Durable"}, "replaced": test_resource()})
+    stack_id = create(engine, template)
+    before = by_name(engine, stack_id)
+    fail_record(engine, stack_id, "kept", "UPDATE")
+    fail_record(engine, stack_id, "replaced", "UPDATE")
+
+    engine.update_stack(stack_id, template)
+    assert engine.wait(stack_id).state == "UPDATE_COMPLETE"
+    after = by_name(engine, stack_id)
+    assert after["kept"].physical_id == before["kept"].physical_id
+    assert after["kept"].state == "UPDATE_COMPLETE"
+    assert "neither update nor replace" in after["kept"].status_reason
+    assert after["replaced"].physical_id != before["replaced"].physical_id  # the default
+    assert after["replaced"].state == "CREATE_COMPLETE"
+
+
+def test_failed_resource_kept_is_updated_in_place(durable_engine: StackEngine) -> None:
+    engine = durable_engine
+    stack_id = create(engine, hot({"kept": {"type": "Test::Durable"}}))
+    before = by_name(engine, stack_id)["kept"]
+    fail_record(engine, stack_id, "kept", "CREATE")
+    engine.update_stack(
+        stack_id, hot({"kept": {"type": "Test::Durable", "properties": {"value": "new"}}})
+    )
+    assert engine.wait(stack_id).state == "UPDATE_COMPLETE"
+    after = by_name(engine, stack_id)["kept"]
+    assert (after.physical_id, after.state) == (before.physical_id, "UPDATE_COMPLETE")
+    assert after.properties["value"] == "new"
+
+
+# Update rollback (heat_integrationtests/functional/test_create_update.py) -----------------
+
+
+def stack_states(engine: StackEngine, stack_id: str) -> list[str]:
+    return [f"{e.action}_{e.status}" for e in resource_events(engine, stack_id, "test")]
+
+
+def test_failed_update_rolls_back_to_the_old_value(engine: StackEngine) -> None:
+    template = hot(
+        {"r": test_resource(value="old")},
+        outputs={"out": {"value": {"get_attr": ["r", "output"]}}},
+    )
+    stack_id = create(engine, template)
+    engine.update_stack(stack_id, hot({"r": test_resource(value="new", fail=True)}))
+    stack = engine.wait(stack_id)
+    assert stack.state == "ROLLBACK_COMPLETE", stack.status_reason
+    assert stack.status_reason == "Stack ROLLBACK completed successfully"
+    assert stack_states(engine, stack_id)[-4:] == [
+        "UPDATE_IN_PROGRESS",
+        "UPDATE_FAILED",
+        "ROLLBACK_IN_PROGRESS",
+        "ROLLBACK_COMPLETE",
+    ]
+    failed = [e for e in resource_events(engine, stack_id, "test") if e.status == "FAILED"]
+    assert "Test Resource failed r" in failed[0].reason
+    assert engine.get_stack(stack_id).template == template
+    assert engine.outputs(stack_id)["out"]["value"] == "old"
+    [record] = engine.resources(stack_id)
+    assert record.properties["value"] == "old"
+    assert record.state == "CREATE_COMPLETE"  # the failed one replaced (needs_replace_failed)
+
+
+def test_rollback_restores_replaced_and_deletes_added(engine: StackEngine) -> None:
+    """Heat's test_stack_update_rollback, with a replacement: the resource replaced by the
+    failed update gets its old physical resource back, the replacement and the resource
+    the update added are deleted."""
+    first = hot(
+        {
+            "base": test_resource(value="a"),
+            "user": test_resource(value={"get_resource": "base"}),
+        }
+    )
+    stack_id = create(engine, first)
+    before = by_name(engine, stack_id)
+    failing = hot(
+        {
+            "base": test_resource(value="b", update_replace=True),
+            "user": test_resource(value={"get_resource": "base"}),
+            "added": test_resource(),
+            "bad": {
+                "type": "OS::Heat::TestResource",
+                "properties": {"fail": True},
+                "depends_on": ["user", "added"],
+            },
+        }
+    )
+    engine.update_stack(stack_id, failing)
+    stack = engine.wait(stack_id)
+    assert stack.state == "ROLLBACK_COMPLETE", stack.status_reason
+    after = by_name(engine, stack_id)
+    assert set(after) == {"base", "user"}
+    assert after["base"].physical_id == before["base"].physical_id
+    assert after["base"].properties["value"] == "a"
+    assert after["user"].physical_id == before["user"].physical_id
+    assert after["user"].properties["value"] == before["base"].physical_id
+    events = engine.events(stack_id)
+    replacement = next(
+        e.physical_resource_id
+        for e in events
+        if e.resource_name == "base"
+        and e.action == "CREATE"
+        and e.status == "COMPLETE"
+        and e.physical_resource_id != before["base"].physical_id
+    )
+    deleted = {
+        (e.resource_name, e.physical_resource_id)
+        for e in events
+        if e.action == "DELETE" and e.status == "COMPLETE"
+    }
+    assert ("base", replacement) in deleted
+    assert any(name == "added" for name, _ in deleted)
+
+
+def test_failed_update_with_rollback_disabled_stays_failed(engine: StackEngine) -> None:
+    stack_id = create(engine, hot({"r": test_resource(value="old")}), disable_rollback=True)
+    engine.update_stack(stack_id, hot({"r": test_resource(value="new", fail=True)}))
+    stack = engine.wait(stack_id)
+    assert stack.state == "UPDATE_FAILED"
+    assert "ROLLBACK_IN_PROGRESS" not in stack_states(engine, stack_id)
+    assert engine.get_stack(stack_id).template == hot({"r": test_resource(value="new", fail=True)})

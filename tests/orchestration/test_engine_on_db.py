@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -14,8 +15,10 @@ from sqlalchemy import Engine
 
 from cellar.db.engine import make_engine
 from cellar.db.migrate import upgrade
-from cellar.db.stacks import INTERRUPTED, DbStackStore, fail_interrupted_stacks
+from cellar.db.stacks import DbStackStore, fail_interrupted_stacks
+from cellar.domain.specs import FlavorSpec
 from cellar.orchestration.local.engine import StackEngine
+from cellar.orchestration.local.service import LocalStackService
 from cellar.orchestration.local.store import (
     EventRecord,
     MemoryStore,
@@ -223,11 +226,14 @@ def test_restart_fails_the_interrupted_operation(db: Callable[[], Engine]) -> No
     second = StackEngine(store, max_workers=2, poll_interval=0.002)
     try:
         stack = second.get_stack(stack_id)
-        assert (stack.state, stack.status_reason) == ("CREATE_FAILED", INTERRUPTED)
+        assert (stack.state, stack.status_reason) == (
+            "CREATE_FAILED",
+            "Engine went down during stack CREATE",
+        )
         states = {r.name: (r.state, r.status_reason) for r in second.resources(stack_id)}
         assert states == {
             "fast": ("CREATE_COMPLETE", "state changed"),
-            "slow": ("CREATE_FAILED", INTERRUPTED),
+            "slow": ("CREATE_FAILED", "Engine went down during resource CREATE"),
         }
         assert [(e.resource_name, e.status) for e in second.events(stack_id)[-2:]] == [
             ("slow", "FAILED"),
@@ -244,5 +250,47 @@ def test_restart_fails_the_interrupted_operation(db: Callable[[], Engine]) -> No
         second.delete_stack(stack_id)
         assert second.wait(stack_id, timeout=10).state == "DELETE_COMPLETE"
         assert second.resources(stack_id) == []
+    finally:
+        second.close()
+
+
+def test_a_stopped_service_leaves_its_cancelled_operation_to_be_retried(
+    db: Callable[[], Engine],
+) -> None:
+    """A task manager stopping (not dying) closes its engine: what it cancels ends with
+    Heat's "engine went down" reason, which the next one retries by an update."""
+
+    def no_flavors(flavor_id: str) -> FlavorSpec:
+        raise AssertionError("this template has no server")
+
+    def build() -> LocalStackService:
+        # The template's resources use no cloud service: there is none to give.
+        return LocalStackService.build(
+            SimpleNamespace(compute=None, volume=None, network=None, dns=None),
+            flavors=no_flavors,
+            store=DbStackStore(db()),
+            poll_interval=0.005,
+        )
+
+    first = build()
+    template = hot({"fast": value(1), "slow": test_resource(action_wait_secs={"create": 30})})
+    stack_id = first.create("test", template, {})
+    wait_for(lambda: first.get(stack_id).status == "CREATE_IN_PROGRESS")
+    wait_for(
+        lambda: (
+            {r.name: r.status for r in first.resources(stack_id)}.get("slow")
+            == "CREATE_IN_PROGRESS"
+        )
+    )
+    first.close()
+
+    second = build()
+    try:
+        stack = second.get(stack_id)
+        assert stack.status == "CREATE_FAILED" and stack.is_interrupted
+        assert stack.status_reason == "Engine went down during stack CREATE"
+        assert not second.take_over(stack_id)  # nothing is left IN_PROGRESS
+        second.update(stack_id, template=hot({"fast": value(1), "slow": test_resource()}))
+        wait_for(lambda: second.get(stack_id).status == "UPDATE_COMPLETE")
     finally:
         second.close()

@@ -165,6 +165,15 @@ def test_parameter_defaults_required_and_unknown() -> None:
         template.resolve_parameters({"size": 1, "colour": "red"})
 
 
+def test_hidden_parameters_are_shown_masked_as_heat_does() -> None:
+    template = parse_template(
+        params_template(flavor=FLAVOR, secret={"type": "string", "hidden": True})
+    )
+    values = {"flavor": "small", "secret": "s3cr3t"}
+    assert template.resolve_parameters(values) == values  # the engine uses the value
+    assert template.shown_parameters(values) == {"flavor": "small", "secret": "******"}
+
+
 def test_bad_default_refused() -> None:
     with pytest.raises(TemplateError, match=r"^parameters\.flavor: value 'huge'"):
         parse_template(params_template(flavor={**FLAVOR, "default": "huge"}))

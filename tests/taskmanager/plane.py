@@ -3,6 +3,8 @@ demand, and the fake cloud on a SQLite file of its own."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,3 +103,13 @@ def make_plane(tmp_path: Path, **overrides: Any) -> ControlPlane:
     tm = TaskManager(settings, engine=engine, services=services, name="tm-test")
     http = TestClient(create_app(settings, engine=engine), headers={"X-Auth-Token": token})
     return ControlPlane(settings, engine, services, cloud, tm, http)
+
+
+@contextlib.contextmanager
+def running(plane: ControlPlane) -> Iterator[ControlPlane]:
+    """`plane`, its task manager's workers stopped and its database closed after."""
+    try:
+        yield plane
+    finally:
+        plane.tm.pool.shutdown(wait=True)
+        plane.engine.dispose()

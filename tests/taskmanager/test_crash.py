@@ -1,5 +1,7 @@
 """SIGKILL of the task manager in the middle of a create, then a restart: the instance
-reaches ACTIVE with exactly one of each resource."""
+reaches ACTIVE with exactly one of each resource, with the native manager and with the
+orchestrator (whose stack operation the dead task manager's engine left IN_PROGRESS: the
+restarted one fails it, as Heat does after an engine died, and retries it by an update)."""
 
 from __future__ import annotations
 
@@ -47,10 +49,18 @@ class Processes:
                 proc.wait()
 
 
-@pytest.fixture
-def crash_plane(tmp_path: Path) -> Iterator[tuple[ControlPlane, Processes]]:
+@pytest.fixture(params=["native", "orchestrator"])
+def crash_plane(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[ControlPlane, Processes]]:
     # Slow enough that a kill lands in the middle of the create.
-    plane = make_plane(tmp_path, fake_latency_s=0.15, job_lease_s=2.0, workers=2)
+    plane = make_plane(
+        tmp_path,
+        fake_latency_s=0.15,
+        job_lease_s=2.0,
+        workers=2,
+        resource_manager=request.param,
+    )
     procs = Processes(plane.settings)
     try:
         yield plane, procs
@@ -88,6 +98,10 @@ def test_sigkill_mid_create_then_restart_reaches_active(
     assert plane.cloud.call_count("compute.create_server") == 1
     outcomes = [(e["step"], e["outcome"]) for e in plane.events(iid)]
     assert ("provision_instance", "resumed") in outcomes
+    if plane.settings.resource_manager == "orchestrator":
+        # The dead engine's create was failed, then retried by an update that kept the
+        # server and volume it had made (Heat's needs_replace_failed).
+        assert ("stack.take_over", "failed") in outcomes
 
     plane.delete(iid)
     wait_until("deleted", lambda: plane.gone(iid))

@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from cellar.api.deps import ApiState
 from cellar.api.errors import install_error_handlers
-from cellar.api.routes import ROUTERS, guest, versions
+from cellar.api.routes import ROUTERS, guest, stacks, versions
 from cellar.config import Settings
 from cellar.db.engine import make_engine, make_session_factory
 from cellar.domain.errors import BadRequest
@@ -64,6 +64,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(versions.router)
     app.include_router(guest.router)
+    app.include_router(stacks.router)
     for router in ROUTERS:
         app.include_router(router, prefix="/v1.0/{tenant_id}")
     return app

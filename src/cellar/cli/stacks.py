@@ -18,6 +18,7 @@ from cellar.db.engine import make_engine, make_session_factory
 from cellar.db.stacks import DbStackStore
 from cellar.domain.errors import NotFound
 from cellar.orchestration.local.store import StackRecord
+from cellar.orchestration.local.template import parse_template
 
 console = Console()
 
@@ -56,7 +57,8 @@ def stack_show(stack_id: str, **cli: Any) -> None:
     store = _store(cli)
     s = _stack(store, stack_id)
     console.print(f"[bold]{s.name}[/] {s.id}: {s.state} {s.status_reason}")
-    console.print(f"parameters: {json.dumps(s.parameters, sort_keys=True)}")
+    shown = parse_template(s.template).shown_parameters(s.parameters)
+    console.print(f"parameters: {json.dumps(shown, sort_keys=True)}")
     table = Table("resource", "type", "physical id", "status", "reason")
     for r in store.load_resources(stack_id):
         if r.current:

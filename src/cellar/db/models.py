@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -218,3 +229,21 @@ class StackEvent(Base):
     status: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(Text)
     timestamp: Mapped[datetime] = mapped_column(DateTime)
+
+
+class StackSignal(Base):
+    """One signal a wait condition handle received (`cloud_base.SignalStore`), written by
+    the API for an agent's token signal or by the engine for its owner's. A signal with the
+    `signal_id` of an earlier one replaces it and keeps its place (`id`, the order)."""
+
+    __tablename__ = "stack_signals"
+    __table_args__ = (
+        UniqueConstraint("handle_id", "signal_id", name="uq_stack_signals_handle_signal"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    handle_id: Mapped[str] = mapped_column(String(255))
+    signal_id: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    data: Mapped[Any | None] = mapped_column(JSON, nullable=True)
+    created: Mapped[datetime] = mapped_column(DateTime)

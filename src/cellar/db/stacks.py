@@ -4,15 +4,15 @@ It implements `cellar.orchestration.local.store.StackStore` structurally (the en
 not import cellar.db) and returns the same records as `MemoryStore`. Every method is one
 short transaction of its own, so the engine's threads may call it concurrently.
 
-`fail_interrupted_stacks` is what a process calls on a store before it starts an engine on
-it: the operations a dead engine left ``*_IN_PROGRESS`` can no longer end by themselves,
-so they are failed explicitly (and can then be updated or deleted again).
+`fail_interrupted_stacks` fails what dead engines left ``*_IN_PROGRESS`` on a store no
+engine runs on: such operations can no longer end by themselves.
 """
 
 from __future__ import annotations
 
 import datetime
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, inspect, select
@@ -20,17 +20,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from cellar.db.engine import make_session_factory, transaction
-from cellar.db.models import Base, Stack, StackEvent, StackResource
+from cellar.db.models import Base, Stack, StackEvent, StackResource, StackSignal
 from cellar.domain.errors import NotFound
+from cellar.orchestration.local.cloud_base import stored_signal
 from cellar.orchestration.local.store import (
     EventRecord,
     ResourceRecord,
     StackRecord,
     StackStore,
+    fail_interrupted,
     now,
 )
-
-INTERRUPTED = "the engine restarted during the operation"
 
 
 def _to_db(value: datetime.datetime) -> datetime.datetime:
@@ -182,6 +182,73 @@ class DbStackStore:
             return [_event(row) for row in rows]
 
 
+def current_resource(session: Session, stack_id: str, name: str) -> ResourceRecord:
+    """The current record of a live stack's resource `name`; NotFound names the stack or
+    the resource."""
+    stack = session.get(Stack, stack_id)
+    if stack is None or (stack.action, stack.status) == ("DELETE", "COMPLETE"):
+        raise NotFound("Stack", stack_id)
+    row = session.scalars(
+        select(StackResource).where(
+            StackResource.stack_id == stack_id,
+            StackResource.name == name,
+            StackResource.current.is_(True),
+        )
+    ).first()
+    if row is None:
+        raise NotFound("Resource", name)
+    return _resource(row)
+
+
+class DbSignalStore:
+    """A `SignalStore` (`cellar.orchestration.local.cloud_base`) in the database: the API
+    adds the signals agents POST with their handle's token, the engine of the task manager
+    reads them while its wait conditions poll."""
+
+    def __init__(self, bind: Engine | sessionmaker[Session]) -> None:
+        self._factory = make_session_factory(bind) if isinstance(bind, Engine) else bind
+
+    def add(self, handle_id: str, signal: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        with transaction(self._factory) as session:
+            rows = _signal_rows(session, handle_id)
+            number = len(rows) + 1
+            signal_id = str(signal.get("id") or number)
+            values = stored_signal(signal, number)
+            values["data"] = _jsonable(values["data"])
+            existing = next((row for row in rows if row.signal_id == signal_id), None)
+            if existing is None:
+                session.add(
+                    StackSignal(
+                        handle_id=handle_id,
+                        signal_id=signal_id,
+                        created=_to_db(now()),
+                        **values,
+                    )
+                )
+            else:
+                existing.status, existing.reason = values["status"], values["reason"]
+                existing.data = values["data"]
+            session.flush()
+            return {row.signal_id: _signal(row) for row in _signal_rows(session, handle_id)}
+
+    def get(self, handle_id: str) -> list[dict[str, Any]]:
+        with transaction(self._factory, readonly=True) as session:
+            return [_signal(row) for row in _signal_rows(session, handle_id)]
+
+    def drop(self, handle_id: str) -> None:
+        with transaction(self._factory) as session:
+            session.execute(delete(StackSignal).where(StackSignal.handle_id == handle_id))
+
+
+def _signal_rows(session: Session, handle_id: str) -> list[StackSignal]:
+    query = select(StackSignal).where(StackSignal.handle_id == handle_id).order_by(StackSignal.id)
+    return list(session.scalars(query))
+
+
+def _signal(row: StackSignal) -> dict[str, Any]:
+    return {"status": row.status, "reason": row.reason, "data": row.data}
+
+
 def _stack(row: Stack) -> StackRecord:
     return StackRecord(
         id=row.id,
@@ -229,27 +296,11 @@ def _event(row: StackEvent) -> EventRecord:
     )
 
 
-def fail_interrupted_stacks(store: StackStore, reason: str = INTERRUPTED) -> list[str]:
+def fail_interrupted_stacks(store: StackStore) -> list[str]:
     """Fail every stack (and resource) left IN_PROGRESS; the ids of the stacks failed.
 
-    Call it before an engine starts on `store`, and only when no other engine runs on
-    the same store: a live engine's operations would be failed too. Each change gets its
-    event, as the engine's own state changes do.
+    Only for a store no engine runs on (an operator's repair after every task manager
+    stopped): a live engine's operations would be failed too. A task manager fails only
+    the stack of a job it resumes (`LocalStackService.take_over`).
     """
-    failed: list[str] = []
-    for stack in store.list_stacks():
-        if stack.status != "IN_PROGRESS":
-            continue
-        for record in store.load_resources(stack.id):
-            if record.status != "IN_PROGRESS":
-                continue
-            record.status, record.status_reason, record.updated_at = "FAILED", reason, now()
-            store.save_resource(record)
-            store.add_event(
-                stack.id, record.name, record.physical_id, record.action, "FAILED", reason
-            )
-        stack.status, stack.status_reason, stack.updated_at = "FAILED", reason, now()
-        store.save_stack(stack)
-        store.add_event(stack.id, stack.name, stack.id, stack.action, "FAILED", reason)
-        failed.append(stack.id)
-    return failed
+    return [stack.id for stack in store.list_stacks() if fail_interrupted(store, stack.id)]

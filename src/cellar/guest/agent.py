@@ -109,10 +109,13 @@ class Agent:
         *,
         heartbeat_interval_s: float = 5.0,
         check_interval_s: float = 1.0,
+        signal_retry_s: float = 300.0,
     ) -> None:
         self.drive = drive
         self.heartbeat_interval_s = heartbeat_interval_s
         self.check_interval_s = check_interval_s
+        # How long a ready signal is retried while the control plane cannot take it.
+        self.signal_retry_s = signal_retry_s
         self._commands = threading.Lock()  # one datastore command at a time
         self._manager: DatastoreManager | None = None
         self._building = False
@@ -175,12 +178,12 @@ class Agent:
             self._manager, self._root_password = manager, password
             log.info("prepared %s %s in %.1f s", request.datastore, request.version,
                      time.monotonic() - started)  # fmt: skip
-            self.signal_ready("SUCCESS", "the datastore is ready")
+            self._signal_in_background("SUCCESS", "the datastore is ready")
         except Exception as exc:
             detail = exc.args[0] if isinstance(exc, GuestCommandError) else type(exc).__name__
             self._failure = f"prepare failed: {detail}"
             log.error("%s", self._failure)
-            self.signal_ready("FAILURE", self._failure)
+            self._signal_in_background("FAILURE", self._failure)
         finally:
             self._building = False
             self._commands.release()
@@ -277,23 +280,51 @@ class Agent:
             self._changed.wait(self.check_interval_s)
             self._changed.clear()
 
-    def signal_ready(self, status: str, reason: str) -> None:
-        """Tell the stack's wait condition how the prepare ended (if the server has one)."""
+    def _signal_in_background(self, status: str, reason: str) -> None:
+        """Signal without holding up the commands (the retries may take minutes)."""
+        threading.Thread(
+            target=self.signal_ready, args=(status, reason), name="ready-signal", daemon=True
+        ).start()
+
+    def signal_ready(self, status: str, reason: str) -> bool:
+        """Tell the stack's wait condition how the prepare ended (if the server has one).
+
+        Retried with backoff for `signal_retry_s` while the control plane cannot be reached
+        or answers 500/502/503/504 (it may be restarting); any other refusal (a wrong token,
+        a handle gone) is final.
+        True once the signal was taken."""
         url, token = self.drive.ready_signal_url, self.drive.ready_signal_token
         if not url or not token:
-            return
+            return False
         body = json.dumps({"status": status, "reason": reason, "id": self.drive.instance_id})
-        request = urllib.request.Request(
-            url,
-            data=body.encode(),
-            method="POST",
-            headers={"Content-Type": "application/json", "X-Auth-Token": token},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read()
-        except (OSError, ValueError) as exc:
-            log.error("signalling the wait condition failed: %s", exc)
+        deadline, pause = time.monotonic() + self.signal_retry_s, 0.2
+        while True:
+            request = urllib.request.Request(
+                url,
+                data=body.encode(),
+                method="POST",
+                headers={"Content-Type": "application/json", "X-Auth-Token": token},
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    response.read()
+                return True
+            except urllib.error.HTTPError as exc:
+                if exc.code not in (500, 502, 503, 504):
+                    log.error("the wait condition refused the signal: %s", exc)
+                    return False
+                error: Exception = exc
+            except ValueError as exc:  # not a URL this agent can post to
+                log.error("cannot signal the wait condition at %r: %s", url, exc)
+                return False
+            except OSError as exc:
+                error = exc
+            if time.monotonic() + pause > deadline:
+                log.error("signalling the wait condition failed: %s", error)
+                return False
+            log.warning("signalling the wait condition failed (%s); retrying", error)
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
 
     def send_heartbeat(self, status: ServiceStatus) -> str | None:
         """POST one heartbeat; None if the control plane took it, else why not."""

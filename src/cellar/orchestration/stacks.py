@@ -18,6 +18,9 @@ from cellar.domain.errors import CellarError, NotFound
 # The signal the embedded engine's OS::Nova::Server handles: `{"action": "reboot"}`.
 REBOOT = "reboot"
 
+# How a stack's status reason starts when its operation's engine died (Heat's words).
+ENGINE_WENT_DOWN = "Engine went down during"
+
 
 class StackNotFound(NotFound):
     def __init__(self, stack_id: str) -> None:
@@ -53,6 +56,13 @@ class Stack:
     @property
     def is_failed(self) -> bool:
         return self.status.endswith("_FAILED")
+
+    @property
+    def is_interrupted(self) -> bool:
+        """Failed because the engine running the operation died: Heat's reason "Engine
+        went down during stack CREATE" (the embedded engine uses the same words). Such a
+        stack is retried: updated with its own template and parameters, or deleted."""
+        return self.is_failed and self.status_reason.startswith(ENGINE_WENT_DOWN)
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,15 @@ class StackService(Protocol):
         ...
 
     def get(self, stack_id: str) -> Stack: ...
+
+    def template(self, stack_id: str) -> dict[str, Any]:
+        """The template stored with the stack, as Heat's `GET /stacks/{name}/{id}/template`:
+        the one given at create or by the last update (after a rollback, the one the
+        stack returned to; after a failed update without one, the new one). A change that
+        the template holds as data (security-group rules, the DNS record) is made by
+        editing it and updating the stack with the result. The caller owns what is
+        returned."""
+        ...
 
     def resources(self, stack_id: str) -> list[StackResource]: ...
 

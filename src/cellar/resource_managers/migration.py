@@ -51,6 +51,12 @@ class MigrationManager(ResourceManager):
     def delete_instance(self, instance_id: str) -> Flow:
         return self._for(instance_id).delete_instance(instance_id)
 
+    def create_security_group(self, instance_id: str, rules: tuple[RuleSpec, ...]) -> Flow:
+        return self._for(instance_id).create_security_group(instance_id, rules)
+
+    def delete_security_group(self, instance_id: str) -> Flow:
+        return self._for(instance_id).delete_security_group(instance_id)
+
     def add_security_group_rule(self, instance_id: str, rule_id: str, rule: RuleSpec) -> Flow:
         return self._for(instance_id).add_security_group_rule(instance_id, rule_id, rule)
 

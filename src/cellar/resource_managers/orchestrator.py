@@ -1,15 +1,17 @@
 """The orchestrator resource manager: each instance is a stack (HOT template as data),
 created, updated (PATCH), signalled and deleted through the orchestration service.
 
+Security-group rules and the DNS record are data of the template: a change of either
+is the stored template, edited, as a stack update (`orchestrator_steps.TemplateChange`).
 What it does not override stays unsupported (HTTP 501 with the operation's name):
-security-group rule changes and DNS records are part of the template and will be stack
-updates once the stored template can be edited; clusters come later."""
+deleting the security group (the server's `security_groups` cannot change in place, so
+the engine would replace the database server) and clusters, which come later."""
 
 from __future__ import annotations
 
 from taskflow.patterns import linear_flow
 
-from cellar.domain.specs import FlavorSpec, InstanceSpec
+from cellar.domain.specs import FlavorSpec, InstanceSpec, RuleSpec
 from cellar.orchestration.templates.instance import update_parameters
 from cellar.resource_managers import orchestrator_steps as steps
 from cellar.resource_managers.base import ResourceManager
@@ -64,3 +66,51 @@ class OrchestratorManager(ResourceManager):
             steps.DeleteStack(ctx, instance_id, name="stack.delete"),
             ForgetGuest(ctx, instance_id, name="guest.forget"),
         )
+
+    # Security-group rules and DNS: the stored template, edited, as a stack update.
+
+    def _template_change(self, flow_name: str, change: steps.TemplateChange) -> linear_flow.Flow:
+        """Read the template first (the revert's copy), then change it."""
+        iid = change.instance_id
+        return linear_flow.Flow(flow_name).add(
+            steps.ReadTemplate(self.ctx, iid, name="stack.template"), change
+        )
+
+    def create_security_group(
+        self, instance_id: str, rules: tuple[RuleSpec, ...]
+    ) -> linear_flow.Flow:
+        """The group is the stack's, made at provision: "create" makes sure it has `rules`."""
+        change = steps.EnsureRulesInStack(
+            self.ctx, instance_id, rules, name="security_group.update"
+        )
+        return self._template_change("create_security_group", change)
+
+    def add_security_group_rule(
+        self, instance_id: str, rule_id: str, rule: RuleSpec
+    ) -> linear_flow.Flow:
+        change = steps.AddRuleToStack(
+            self.ctx, instance_id, rule_id, rule, name="security_group_rule.create"
+        )
+        return self._template_change("add_security_group_rule", change)
+
+    def update_security_group_rule_cidr(
+        self, instance_id: str, rule_id: str, cidr: str
+    ) -> linear_flow.Flow:
+        change = steps.ChangeRuleCidrInStack(
+            self.ctx, instance_id, rule_id, cidr, name="security_group_rule.update"
+        )
+        return self._template_change("update_security_group_rule_cidr", change)
+
+    def delete_security_group_rule(self, instance_id: str, rule_id: str) -> linear_flow.Flow:
+        change = steps.DeleteRuleFromStack(
+            self.ctx, instance_id, rule_id, name="security_group_rule.delete"
+        )
+        return self._template_change("delete_security_group_rule", change)
+
+    def create_dns_record(self, instance_id: str) -> linear_flow.Flow:
+        change = steps.AddDnsRecordToStack(self.ctx, instance_id, name="dns.create")
+        return self._template_change("create_dns_record", change)
+
+    def delete_dns_record(self, instance_id: str) -> linear_flow.Flow:
+        change = steps.RemoveDnsRecordFromStack(self.ctx, instance_id, name="dns.delete")
+        return self._template_change("delete_dns_record", change)

@@ -33,6 +33,7 @@ from cellar.db.instances import utcnow
 from cellar.db.models import Job
 from cellar.domain.errors import CellarError
 from cellar.drivers.registry import Services, build_services
+from cellar.orchestration.local.service import LocalStackService
 from cellar.resource_managers import manager_class
 from cellar.resource_managers.base import ManagerContext, ResourceManager
 from cellar.resource_managers.common import OperationCancelled
@@ -63,10 +64,10 @@ class TaskManager:
         self.name = name or socket.gethostname()
         self.sleep = sleep
         self.backend = SqlPathBackend(self.engine)
-        stacks = None
+        self.stacks: LocalStackService | None = None
         if settings.resource_manager in NEEDS_STACKS:
-            stacks = build_stack_service(settings, self.sessions, self.services)
-        self.ctx = ManagerContext(settings, self.services, self.store, sleep, stacks)
+            self.stacks = build_stack_service(settings, self.sessions, self.services)
+        self.ctx = ManagerContext(settings, self.services, self.store, sleep, self.stacks)
         self.pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="job")
         self.running: dict[str, Future[None]] = {}
         self.flow_engines: dict[str, Any] = {}
@@ -94,6 +95,8 @@ class TaskManager:
         self.pool.shutdown(wait=True, cancel_futures=True)
         for thread in self.threads:
             thread.join(timeout)
+        if self.stacks is not None:
+            self.stacks.close()  # what no flow waits for any more: retried on resume
         self.release_leases()
 
     def release_leases(self) -> None:
@@ -201,6 +204,7 @@ class TaskManager:
             self.flow_engines[job.id] = flow_engine
         if job.attempts > 1:
             events.add(kind.value, "resumed", f"resumed by {self.name} (attempt {job.attempts})")
+            self._take_over_stack(job, events)
         else:
             events.add(kind.value, "started", "")
         try:
@@ -218,6 +222,24 @@ class TaskManager:
         with transaction(self.sessions) as s:
             jobs_repo.finish_job(s, job_id=job.id, owner=self.name)
         self._drop_logbook(job)
+
+    def _take_over_stack(self, job: Job, events: _EventRecorder) -> None:
+        """A resumed job's instance may have a stack operation the dead task manager's
+        engine left IN_PROGRESS: it is failed now (this task manager holds the job's
+        lease, so no other engine works on it) and the flow's step retries it."""
+        if self.stacks is None or job.instance_id is None:
+            return
+        try:
+            stack_id = self.store.get(job.instance_id).stack_id
+        except CellarError:
+            return
+        if stack_id and self.stacks.take_over(stack_id):
+            events.add(
+                "stack.take_over",
+                "failed",
+                f"stack {stack_id}: the operation a stopped task manager left in progress "
+                "was failed, to be retried",
+            )
 
     def _fail(
         self, job: Job, kind: JobKind, step: str | None, *, reverted: bool, error: BaseException

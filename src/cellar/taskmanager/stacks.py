@@ -9,11 +9,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from cellar.config import Settings
 from cellar.db import catalog
 from cellar.db.engine import transaction
-from cellar.db.stacks import DbStackStore, fail_interrupted_stacks
+from cellar.db.stacks import DbSignalStore, DbStackStore
 from cellar.domain.specs import FlavorSpec
 from cellar.drivers.registry import Services
-from cellar.orchestration.local.service import LocalStackService
-from cellar.orchestration.stacks import StackService
+from cellar.orchestration.local.service import (
+    LocalStackService,
+    api_signal_url,
+    default_signal_url,
+)
 
 # Managers that work through stacks.
 NEEDS_STACKS = frozenset({"orchestrator", "migration"})
@@ -21,18 +24,22 @@ NEEDS_STACKS = frozenset({"orchestrator", "migration"})
 
 def build_stack_service(
     settings: Settings, sessions: sessionmaker[Session], services: Services
-) -> StackService:
+) -> LocalStackService:
     def flavors(flavor_id: str) -> FlavorSpec:
         with transaction(sessions, readonly=True) as session:
             return catalog.flavor_spec(catalog.get_flavor(session, flavor_id=flavor_id))
 
     store = DbStackStore(sessions)
-    # Stacks a previous engine left in progress are failed explicitly, never left hanging
-    # (one engine per database: several task managers would need a lease per stack).
-    fail_interrupted_stacks(store)
+    # What a dead engine left in progress is failed when a task manager resumes the job
+    # of the stack's instance (`LocalStackService.take_over`), not here: other task
+    # managers' engines may be running on the same database.
+    # Guests that run an agent signal their wait condition through the API themselves.
+    base_url = services.guest.control_plane_url
     return LocalStackService.build(
         services,
         flavors=flavors,
+        signal_url=default_signal_url if base_url is None else api_signal_url(base_url),
         store=store,
+        signals=DbSignalStore(sessions),
         poll_interval=settings.poll_interval_s,
     )

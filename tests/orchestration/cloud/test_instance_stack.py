@@ -181,10 +181,18 @@ def test_volume_grows_in_place_and_never_shrinks(
 
     stacks.update(stack_id, parameters={"volume_size": 3})
     stack = settled(stacks, stack_id)
-    assert stack.status == "UPDATE_FAILED"
-    assert "can only grow" in stack.status_reason
+    # rolled back: the volume, failed but intact, is kept (needs_replace_failed)
+    assert stack.status == "ROLLBACK_COMPLETE", stack.status_reason
+    failed = [e for e in stacks.events(stack_id) if e.status == "FAILED"]
+    assert [(e.resource_name, e.action) for e in failed] == [
+        ("volume", "UPDATE"),
+        ("inst-i-1", "UPDATE"),
+    ]
+    assert "can only grow" in failed[-1].reason
+    assert stacks.engine.get_stack(stack_id).parameters["volume_size"] == 5
     [still] = services.volume.list_volumes()
     assert (still.id, still.size_gb) == (before.id, 5)
+    assert status_of(stacks, stack_id, "volume") == "UPDATE_COMPLETE"
 
 
 def test_reboot_signal_reboots_the_server(

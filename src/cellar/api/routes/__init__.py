@@ -1,6 +1,7 @@
 """Trove v1.0 routes, one small module per noun. Every router here is mounted under
 `/v1.0/{tenant_id}` and needs a token; `versions` is the unauthenticated root, and
-`guest` the agents' endpoint (`/guest/v1`, the instance's secret instead of a token)."""
+`guest` the agents' endpoint (`/guest/v1`, the instance's secret instead of a token),
+`stacks` the wait condition signal endpoint (`/orchestration/v1`, the handle's token)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from cellar.api.routes import (
     root,
     security_group_rules,
     security_groups,
+    stacks,
     versions,
 )
 
@@ -30,4 +32,4 @@ ROUTERS: tuple[APIRouter, ...] = (
     root.router,
 )
 
-__all__ = ["ROUTERS", "guest", "versions"]
+__all__ = ["ROUTERS", "guest", "stacks", "versions"]

@@ -28,9 +28,19 @@ class GuestStatus:
 
 class GuestDriver(abc.ABC):
     name: str = "guest"
-    # Whether the guest itself signals its stack's wait condition when its datastore is
-    # ready (a real agent does; the fake runs no code, so the orchestrator signals for it).
-    signals_ready: bool = False
+
+    @property
+    def control_plane_url(self) -> str | None:
+        """The control plane's API as the guests reach it, or None when the guest runs no
+        code of its own (the fake)."""
+        return None
+
+    @property
+    def signals_ready(self) -> bool:
+        """Whether the guest itself signals its stack's wait condition (POSTs to the
+        handle's endpoint) when its datastore is ready; if not, the orchestrator signals
+        for it once the guest reports RUNNING."""
+        return self.control_plane_url is not None
 
     def user_data(self, instance_id: str) -> dict[str, str]:
         """What the server's config drive must carry for its guest agent to find the

@@ -58,9 +58,6 @@ def _unreachable(exc: httpx.HTTPError) -> bool:
 
 
 class LocalGuestDriver(GuestDriver):
-    # The agent signals its wait condition itself once the stack's signal URL is an HTTP
-    # endpoint it can reach; the embedded engine's is not yet, so the task manager signals.
-    signals_ready = False
     name = "local-guest"
 
     def __init__(
@@ -91,11 +88,16 @@ class LocalGuestDriver(GuestDriver):
         key = load_or_create_key(Path(self.settings.state_dir) / KEY_FILE)
         return instance_secret(key, instance_id)
 
-    def user_data(self, instance_id: str) -> dict[str, str]:
+    @property
+    def control_plane_url(self) -> str:
+        """The API on the bridge's address (`cellar serve --backend local` listens there)."""
         gateway = next(ipaddress.IPv4Network(self.settings.local_cidr).hosts())
+        return f"http://{gateway}:{self.settings.api_port}"
+
+    def user_data(self, instance_id: str) -> dict[str, str]:
         return {
             "instance_id": instance_id,
-            "control_plane_url": f"http://{gateway}:{self.settings.api_port}",
+            "control_plane_url": self.control_plane_url,
             "secret": self.secret(instance_id),
         }
 

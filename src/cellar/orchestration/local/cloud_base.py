@@ -52,27 +52,65 @@ class WaitConditionTimeout(ResourceFailure):
 
 
 class SignalRefused(ResourceFailure):
-    """A signal with a wrong token or an invalid body."""
+    """A signal with a wrong token or an invalid body; `field` names the part at fault."""
+
+    def __init__(self, message: str, field: str = "token") -> None:
+        super().__init__(message)
+        self.field = field
 
 
-class _Signals:
-    """The signals of every wait condition handle, by handle id, in arrival order."""
+class SignalStore(Protocol):
+    """Where the signals of wait condition handles are kept, by handle id, in arrival
+    order. `MemorySignals` serves a single process; the task manager's engine uses the
+    database (`cellar.db.stacks.DbSignalStore`) so that the API can take an agent's signal
+    and the engine, in another process, see it."""
+
+    def add(self, handle_id: str, signal: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        """Store `signal` (checked by `signal_body`) with Heat's defaults filled in: a
+        signal with the `id` of an earlier one replaces it. All of the handle's signals."""
+        ...
+
+    def get(self, handle_id: str) -> list[dict[str, Any]]:
+        """The handle's signals, `{status, reason, data}` each, oldest first."""
+        ...
+
+    def drop(self, handle_id: str) -> None: ...
+
+
+def signal_body(details: Mapping[str, Any]) -> dict[str, Any]:
+    """A token signal's body as Heat's WaitConditionHandle takes it: only the keys
+    `status`, `reason`, `data`, `id`, and a status of SUCCESS or FAILURE (the default)."""
+    unknown = set(details) - SIGNAL_KEYS
+    if unknown:
+        first = sorted(unknown)[0]
+        raise SignalRefused(f"Signal refused: unknown keys {sorted(unknown)}", first)
+    status = details.get("status") or SUCCESS
+    if status not in (SUCCESS, FAILURE):
+        raise SignalRefused(f"Signal refused: status must be {SUCCESS} or {FAILURE}", "status")
+    return {**details, "status": status}
+
+
+def stored_signal(signal: Mapping[str, Any], number: int) -> dict[str, Any]:
+    """What is kept of the `number`th signal of a handle (Heat's default reason)."""
+    return {
+        "status": signal.get("status") or SUCCESS,
+        "reason": signal.get("reason") or f"Signal {number} received",
+        "data": signal.get("data"),
+    }
+
+
+class MemorySignals:
+    """A `SignalStore` in this process's memory."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._by_handle: dict[str, dict[str, dict[str, Any]]] = {}
 
     def add(self, handle_id: str, signal: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-        """Store `signal` (Heat's defaults filled in) and return all of the handle's."""
         with self._lock:
             signals = self._by_handle.setdefault(handle_id, {})
             number = len(signals) + 1
-            sid = str(signal.get("id") or number)
-            signals[sid] = {
-                "status": signal.get("status") or SUCCESS,
-                "reason": signal.get("reason") or f"Signal {number} received",
-                "data": signal.get("data"),
-            }
+            signals[str(signal.get("id") or number)] = stored_signal(signal, number)
             return {k: dict(v) for k, v in signals.items()}
 
     def get(self, handle_id: str) -> list[dict[str, Any]]:
@@ -89,7 +127,7 @@ class _Cloud:
     services: CloudServices
     flavors: Callable[[str], FlavorSpec]
     signal_url: Callable[[str, str], str]
-    signals: _Signals = field(default_factory=_Signals)
+    signals: SignalStore = field(default_factory=MemorySignals)
 
 
 class CloudResource(Resource):

@@ -10,8 +10,8 @@ state, every delete tolerates a resource already gone. The plugin classes are bo
 `_Cloud` (the drivers, the flavor lookup, the signal URL and the signals received by the wait
 condition handles) by subclassing them in `cloud_registry`.
 
-Wait condition signals are kept in memory (`_Signals`, by handle id) and copied into the
-handle's resource data; a restarted engine does not reload them.
+Wait condition signals go to a `SignalStore` (by handle id): in memory by default, in the
+database for the task manager's engine, where the API stores the signals agents POST.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from cellar.orchestration.local.cloud_base import (
     IN_USE,
     CloudResource,
     CloudServices,
+    MemorySignals,
+    SignalStore,
     _Cloud,
 )
 from cellar.orchestration.local.cloud_server import Server, VolumeAttachment
@@ -82,6 +84,18 @@ class SecurityGroup(CloudResource):
         self._reconcile(self.properties.get("rules") or [])
         return True
 
+    def needs_replace_failed(self) -> bool:
+        """Heat's rule for Neutron resources: replace a FAILED group only if it is gone. A
+        group whose rule change failed is still the servers' group (and a replacement
+        would find it again by name, then delete it with the old record)."""
+        if not self.physical_id:
+            return True
+        try:
+            self.cloud.services.network.get_security_group(self.physical_id)
+        except NotFound:
+            return True
+        return False
+
     def _reconcile(self, rules: list[Any]) -> None:
         network = self.cloud.services.network
         wanted = {key for key in (_rule_key(rule) for rule in rules) if key is not None}
@@ -122,6 +136,9 @@ class SecurityGroup(CloudResource):
 # Volumes -----------------------------------------------------------------------------------
 
 
+_DELETING = "deleting"  # the volume driver's VolumeStatus.DELETING
+
+
 class Volume(CloudResource):
     type_name = "OS::Cinder::Volume"
     properties_schema = {
@@ -152,6 +169,17 @@ class Volume(CloudResource):
 
     def check_create_complete(self, handle: Any) -> bool:
         return self._settled()
+
+    def needs_replace_failed(self) -> bool:
+        """Heat's rule for OS::Cinder::Volume: replace a FAILED volume only if it is gone,
+        in error or being deleted; a usable one keeps the data, so it is kept in place."""
+        if not self.physical_id:
+            return True
+        try:
+            volume = self.cloud.services.volume.get_volume(self.physical_id)
+        except NotFound:
+            return True
+        return bool(volume.status.value in (ERROR, _DELETING))
 
     def handle_update(self, new_properties: Mapping[str, Any], changed: set[str]) -> Any:
         old = self._size()
@@ -252,13 +280,15 @@ def cloud_registry(
     *,
     flavors: Callable[[str], FlavorSpec],
     signal_url: Callable[[str, str], str],
+    signals: SignalStore | None = None,
 ) -> Registry:
     """Heat's OS::Heat types plus the cloud types, bound to `services`.
 
     `flavors(flavor_id)`: the FlavorSpec of a template's `flavor`; `signal_url(stack_id,
-    resource_name)`: the `endpoint` of a wait condition handle.
+    resource_name)`: the `endpoint` of a wait condition handle; `signals`: where the
+    handles' signals are kept (in memory if None).
     """
-    cloud = _Cloud(services, flavors, signal_url)
+    cloud = _Cloud(services, flavors, signal_url, signals or MemorySignals())
     registry = Registry(NoneResource, Value, RandomString, TestResource)
     for base in CLOUD_TYPES:
         bound: type[Resource] = type(base.__name__, (base,), {"cloud": cloud})

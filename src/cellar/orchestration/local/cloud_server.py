@@ -40,6 +40,13 @@ def _user_data(text: str | None) -> dict[str, str] | None:
     }
 
 
+# Nova statuses of a server that cannot be used again: Heat replaces it (DELETED stands
+# for Nova's DELETED and SOFT_DELETED).
+_BROKEN = frozenset({ServerStatus.ERROR, ServerStatus.DELETED})
+# Set in the resource data once the cloud's id of the server is known.
+_SERVER_ID = "server_id"
+
+
 class Server(CloudResource):
     type_name = "OS::Nova::Server"
     properties_schema = {
@@ -73,10 +80,23 @@ class Server(CloudResource):
             raise ResourceFailure(f"Server {self.physical_id} went to status ERROR")
         return ServerStatus(server.status.value)
 
+    def needs_replace_failed(self) -> bool:
+        """Heat's rule for OS::Nova::Server: replace a FAILED server only if it is gone or
+        in ERROR. One that still runs (its record failed by an interrupted action, an
+        engine restart) holds the database: the update goes on with it in place."""
+        if not self.physical_id:
+            return True
+        try:
+            server = self.cloud.services.compute.get_server(self.physical_id)
+        except NotFound:
+            return True
+        return server.status in _BROKEN
+
     def handle_create(self) -> Any:
         compute = self.cloud.services.compute
         server = compute.find_server(self._name())
-        if server is None:
+        # A server of that name in ERROR is the one this create replaces, not one to adopt.
+        if server is None or server.status in _BROKEN:
             metadata = self.properties.get("metadata") or {}
             server = compute.create_server(
                 name=self._name(),
@@ -89,6 +109,7 @@ class Server(CloudResource):
                 metadata={str(k): str(v) for k, v in metadata.items()},
             )
         self.physical_id = server.id
+        self.data[_SERVER_ID] = server.id
         return None
 
     def check_create_complete(self, handle: Any) -> bool:
@@ -126,8 +147,9 @@ class Server(CloudResource):
         compute = self.cloud.services.compute
         ids = {self.physical_id}
         # A create that failed after the cloud made the server (Nova leaves it in ERROR)
-        # never learned its id: find it by name, so a rollback leaves nothing behind.
-        found = compute.find_server(self._name())
+        # never learned its id: find it by name, so a rollback leaves nothing behind. Once
+        # the id is known, a server of the same name is another one (the replacement).
+        found = None if self.data.get(_SERVER_ID) else compute.find_server(self._name())
         if found is not None:
             ids.add(found.id)
         for server_id in ids:
@@ -169,6 +191,17 @@ class VolumeAttachment(CloudResource):
 
     def _ids(self) -> tuple[str, str]:
         return str(self.properties["instance_uuid"]), str(self.properties["volume_id"])
+
+    def needs_replace_failed(self) -> bool:
+        """Keep a FAILED attachment whose volume is attached to its server: a replacement
+        would find that attachment again, and deleting the old record would detach the
+        database's volume."""
+        server_id, volume_id = self._ids()
+        try:
+            volume = self.cloud.services.volume.get_volume(volume_id)
+        except NotFound:
+            return True
+        return bool(volume.status.value != IN_USE or volume.attached_to != server_id)
 
     def handle_create(self) -> Any:
         server_id, volume_id = self._ids()

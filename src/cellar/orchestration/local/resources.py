@@ -109,6 +109,14 @@ class Resource:
         """True when changing `changed` cannot be done in place."""
         return any(not cls.properties_schema[key].update_allowed for key in changed)
 
+    def needs_replace_failed(self) -> bool:
+        """Whether this resource, left FAILED, must be replaced by the next update (Heat's
+        `Resource.needs_replace_failed`). A failed action may have left the physical
+        resource half made, so by default it is replaced; a plugin that can look at the
+        real resource answers False when it is intact, and the update then goes on in place
+        (its physical id kept)."""
+        return True
+
     # Actions -----------------------------------------------------------------------------
 
     def handle_create(self) -> Any:

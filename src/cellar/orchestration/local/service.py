@@ -1,8 +1,9 @@
 """`LocalStackService`: the `StackService` protocol over the embedded `StackEngine`.
 
 Build one for a cloud with `LocalStackService.build(services, flavors=..., signal_url=...)`
-(an engine over a `MemoryStore` unless a store is given, with `cloud_registry`), or wrap an
-engine already made with that registry: `LocalStackService(engine)`.
+(an engine over a `MemoryStore` and `MemorySignals` unless a store and a signal store are
+given, with `cloud_registry`), or wrap an engine already made with that registry:
+`LocalStackService(engine)`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,18 @@ from typing import Any
 
 from cellar.domain.errors import CellarError, NotFound
 from cellar.domain.specs import FlavorSpec
-from cellar.orchestration.local.cloud_base import OWNER, CloudServices
+from cellar.orchestration.local.cloud_base import OWNER, CloudServices, SignalStore
 from cellar.orchestration.local.cloud_resources import cloud_registry
 from cellar.orchestration.local.engine import StackEngine
 from cellar.orchestration.local.resources import ResourceFailure
-from cellar.orchestration.local.store import MemoryStore, StackRecord, StackStore
+from cellar.orchestration.local.store import (
+    MemoryStore,
+    StackRecord,
+    StackStore,
+    engine_went_down,
+    fail_interrupted,
+    now,
+)
 from cellar.orchestration.stacks import (
     Stack,
     StackError,
@@ -25,9 +33,23 @@ from cellar.orchestration.stacks import (
     StackResource,
 )
 
+# Where the API takes token signals (`cellar.api.routes.stacks`), below its base URL.
+SIGNAL_PATH = "/orchestration/v1/stacks/{stack_id}/resources/{resource_name}/signal"
+
 
 def default_signal_url(stack_id: str, resource_name: str) -> str:
+    """A handle's endpoint when no API serves it: signals come through `signal` only."""
     return f"local://stacks/{stack_id}/resources/{resource_name}/signal"
+
+
+def api_signal_url(base_url: str) -> Callable[[str, str], str]:
+    """Handle endpoints on the API at `base_url` (as the agents reach it)."""
+
+    def url(stack_id: str, resource_name: str) -> str:
+        path = SIGNAL_PATH.format(stack_id=stack_id, resource_name=resource_name)
+        return f"{base_url.rstrip('/')}{path}"
+
+    return url
 
 
 class LocalStackService:
@@ -44,10 +66,11 @@ class LocalStackService:
         flavors: Callable[[str], FlavorSpec],
         signal_url: Callable[[str, str], str] = default_signal_url,
         store: StackStore | None = None,
+        signals: SignalStore | None = None,
         max_workers: int = 4,
         poll_interval: float = 0.05,
     ) -> LocalStackService:
-        registry = cloud_registry(services, flavors=flavors, signal_url=signal_url)
+        registry = cloud_registry(services, flavors=flavors, signal_url=signal_url, signals=signals)
         engine = StackEngine(
             store if store is not None else MemoryStore(),
             max_workers=max_workers,
@@ -57,7 +80,31 @@ class LocalStackService:
         return cls(engine)
 
     def close(self) -> None:
-        self.engine.close()
+        """Stop the engine. An operation it cancels ends FAILED with Heat's reason for an
+        engine gone ("Engine went down during stack UPDATE"), so that whoever resumes the
+        job of the stack's instance retries it, as after a crash."""
+        for stack_id in self.engine.close():
+            stack = self.engine.store.load_stack(stack_id)
+            if stack.status == "FAILED":
+                reason = engine_went_down("stack", stack.action)
+                stack.status_reason, stack.updated_at = reason, now()
+                self.engine.store.save_stack(stack)
+                self.engine.store.add_event(
+                    stack_id, stack.name, stack_id, stack.action, "FAILED", reason
+                )
+
+    def take_over(self, stack_id: str) -> bool:
+        """Fail the stack's operation if it is IN_PROGRESS and this engine does not run it
+        (Heat's `reset_stack_status` for one stack): the engine that ran it died. The
+        caller must know that no live engine works on the stack: the task manager calls
+        it when it resumes a job of the stack's instance, whose lease it now holds.
+        Whether an operation was failed; the stack can then be updated or deleted."""
+        if self.engine.is_running(stack_id):
+            return False
+        try:
+            return fail_interrupted(self.engine.store, stack_id)
+        except NotFound:
+            return False
 
     def _stack(self, stack_id: str) -> StackRecord:
         try:
@@ -108,6 +155,10 @@ class LocalStackService:
             status_reason=stack.status_reason,
             outputs=outputs,
         )
+
+    def template(self, stack_id: str) -> dict[str, Any]:
+        """The engine's stored template (its store hands out copies, so ours to edit)."""
+        return self._stack(stack_id).template
 
     def resources(self, stack_id: str) -> list[StackResource]:
         self._stack(stack_id)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from cellar.domain.errors import NotFound
+from cellar.orchestration.stacks import ENGINE_WENT_DOWN
 
 
 def now() -> datetime.datetime:
@@ -164,3 +165,34 @@ class MemoryStore:
     def load_events(self, stack_id: str) -> list[EventRecord]:
         with self._lock:
             return list(self._events.get(stack_id, []))
+
+
+def engine_went_down(kind: str, action: str) -> str:
+    """Heat's reason for what a dead engine left IN_PROGRESS (`reset_stack_status`):
+    "Engine went down during stack UPDATE", "... during resource CREATE"."""
+    return f"{ENGINE_WENT_DOWN} {kind} {action}"
+
+
+def fail_interrupted(store: StackStore, stack_id: str) -> bool:
+    """Fail the stack and its resources if they are IN_PROGRESS (an operation no engine
+    runs any more): each change gets its event, as the engine's own do. Call it only for
+    a stack no live engine works on. Whether the stack was in progress.
+
+    A failed stack can then be updated (failed resources are replaced, or kept when their
+    plugin says they survived: `needs_replace_failed`) or deleted, as in Heat.
+    """
+    stack = store.load_stack(stack_id)
+    if stack.status != "IN_PROGRESS":
+        return False
+    for record in store.load_resources(stack_id):
+        if record.status != "IN_PROGRESS":
+            continue
+        reason = engine_went_down("resource", record.action)
+        record.status, record.status_reason, record.updated_at = "FAILED", reason, now()
+        store.save_resource(record)
+        store.add_event(stack_id, record.name, record.physical_id, record.action, "FAILED", reason)
+    reason = engine_went_down("stack", stack.action)
+    stack.status, stack.status_reason, stack.updated_at = "FAILED", reason, now()
+    store.save_stack(stack)
+    store.add_event(stack_id, stack.name, stack_id, stack.action, "FAILED", reason)
+    return True

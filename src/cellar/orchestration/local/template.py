@@ -70,6 +70,7 @@ class Parameter:
     constraints: tuple[Mapping[str, Any], ...] = ()
     description: str = ""
     immutable: bool = False
+    hidden: bool = False  # its value is shown as HIDDEN (a password, a secret)
 
     def convert(self, value: Any) -> Any:
         """The value converted to the parameter's type and checked against its constraints."""
@@ -125,6 +126,17 @@ class Template:
             else:
                 raise TemplateError(f"parameters.{name}", "a value is required")
         return resolved
+
+    def shown_parameters(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        """`values` as Heat shows a stack's parameters: a hidden one's value masked."""
+        return {
+            name: HIDDEN if name in self.parameters and self.parameters[name].hidden else value
+            for name, value in values.items()
+        }
+
+
+# What Heat shows for the value of a parameter with `hidden: true`.
+HIDDEN = "******"
 
 
 def _fail(where: str, message: str) -> TemplateError:
@@ -216,6 +228,7 @@ def _parse_parameter(name: str, spec: Any) -> Parameter:
         constraints=tuple(constraints),
         description=str(spec.get("description", "")),
         immutable=bool(spec.get("immutable", False)),
+        hidden=bool(spec.get("hidden", False)),
     )
     if param.has_default and param.default is not None:
         param.convert(param.default)  # a default that breaks its own constraints is an error

@@ -10,14 +10,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from cellar.orchestration.local.cloud_base import (
-    FAILURE,
     OWNER,
-    SIGNAL_KEYS,
     SUCCESS,
     CloudResource,
     SignalRefused,
     WaitConditionFailure,
     WaitConditionTimeout,
+    signal_body,
 )
 from cellar.orchestration.local.resources import (
     Prop,
@@ -25,6 +24,17 @@ from cellar.orchestration.local.resources import (
 )
 
 # Wait conditions ---------------------------------------------------------------------------
+
+
+def token_matches(handle_data: Mapping[str, Any], token: object) -> bool:
+    """Whether `token` is the one a handle made (`handle_data`: its resource data), in
+    constant time: the API checks an agent's signal with it too."""
+    expected = handle_data.get("token")
+    return (
+        isinstance(token, str)
+        and isinstance(expected, str)
+        and secrets.compare_digest(token, expected)
+    )
 
 
 class WaitConditionHandle(CloudResource):
@@ -41,21 +51,11 @@ class WaitConditionHandle(CloudResource):
         return None
 
     def handle_signal(self, details: Mapping[str, Any]) -> Any:
-        token = details.get("token")
         owner = details.get(OWNER) is True  # the stack's owner, through the service
-        if not owner and (
-            not isinstance(token, str)
-            or not secrets.compare_digest(token, str(self.data.get("token", "")))
-        ):
+        if not owner and not token_matches(self.data, details.get("token")):
             raise SignalRefused("Signal refused: invalid token")
-        body = {k: v for k, v in details.items() if k not in ("token", OWNER)}
-        unknown = set(body) - SIGNAL_KEYS
-        if unknown:
-            raise SignalRefused(f"Signal refused: unknown keys {sorted(unknown)}")
-        status = body.get("status") or SUCCESS
-        if status not in (SUCCESS, FAILURE):
-            raise SignalRefused(f"Signal refused: status must be {SUCCESS} or {FAILURE}")
-        self.data["signals"] = self.cloud.signals.add(self.physical_id, body)
+        body = signal_body({k: v for k, v in details.items() if k not in ("token", OWNER)})
+        self.cloud.signals.add(self.physical_id, body)
         return None
 
     def handle_delete(self) -> Any:
