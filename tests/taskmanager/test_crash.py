@@ -122,3 +122,41 @@ def test_another_task_manager_takes_over_after_the_lease(
     wait_until("ACTIVE", lambda: plane.show(iid)["status"] in ("ACTIVE", "ERROR"))
     assert plane.show(iid)["status"] == "ACTIVE"
     _one_of_each(plane)
+
+
+def test_sigkill_mid_resize_then_restart_finishes_it(
+    crash_plane: tuple[ControlPlane, Processes],
+) -> None:
+    plane, procs = crash_plane
+    first = procs.taskmanager("tm-a")
+    iid = plane.create()
+    wait_until("ACTIVE", lambda: plane.show(iid)["status"] == "ACTIVE")
+    plane.action(iid, {"resize": {"flavorRef": "2"}})
+    wait_until("the resize", lambda: plane.cloud.call_count("compute.resize_server") >= 1)
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+
+    procs.taskmanager("tm-a")
+
+    def settled() -> bool:
+        inst = plane.show(iid)
+        return inst["status"] == "ERROR" or (
+            inst["status"] == "ACTIVE" and inst["flavor"]["id"] == "2"
+        )
+
+    wait_until("the resize to end", settled)
+    inst = plane.show(iid)
+    assert (inst["status"], inst["flavor"]["id"]) == ("ACTIVE", "2"), inst
+    assert not inst.get("fault")
+    if plane.settings.resource_manager == "orchestrator":
+        outcomes = [(e["step"], e["outcome"]) for e in plane.events(iid)]
+        assert ("stack.take_over", "failed") in outcomes
+    _one_of_each(plane)
+    # The database server was resized, never replaced.
+    assert plane.cloud.call_count("compute.create_server") == 1
+    [server] = plane.services.compute.list_servers()
+    assert server.flavor_id == "2"
+
+    plane.delete(iid)
+    wait_until("deleted", lambda: plane.gone(iid))
+    assert plane.orphans() == []

@@ -145,14 +145,12 @@ class CreateStack(StackTask):
         self.check_not_cancelled()
         if self.ctx.store.get(self.instance_id).stack_id:
             return  # created before a restart of the task manager
-        template = instance_template(
-            self.spec, user_data=self.services.guest.user_data(self.instance_id)
-        )
+        user_data = self.services.guest.user_data(self.instance_id)
         stack_id = self.call(
             self.stacks.create,
             self.spec.resource_name,
-            template,
-            instance_parameters(self.spec),
+            instance_template(self.spec, user_data=user_data),
+            instance_parameters(self.spec, user_data),
         )
         self.ctx.store.record_resources(self.instance_id, stack_id=stack_id)
 

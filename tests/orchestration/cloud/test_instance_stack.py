@@ -11,6 +11,7 @@ import pytest
 from cellar.domain.specs import InstanceSpec
 from cellar.drivers.registry import Services
 from cellar.orchestration.local.service import LocalStackService
+from cellar.orchestration.local.template import parse_template
 from cellar.orchestration.stacks import REBOOT, Stack, StackError, StackNotFound
 from cellar.orchestration.templates import instance_template
 from cellar.orchestration.templates.instance import (
@@ -63,6 +64,24 @@ def guest_token(stacks: LocalStackService, stack_id: str) -> str:
     token = user_data[READY_SIGNAL_TOKEN]
     assert isinstance(token, str)
     return token
+
+
+def test_the_guest_secret_reaches_the_user_data_but_not_the_shown_stack(
+    stacks: LocalStackService,
+) -> None:
+    user_data = {"secret": "s3cr3t-value"}
+    stack_id = stacks.create(
+        "inst-i-1",
+        instance_template(spec(), user_data=user_data),
+        instance_parameters(spec(), user_data),
+    )
+    wait_until(stacks, stack_id, lambda s: status_of(stacks, stack_id, "server") != "INIT_COMPLETE")
+    record = next(r for r in stacks.engine.resources(stack_id) if r.name == "server")
+    assert json.loads(record.properties["user_data"])["secret"] == "s3cr3t-value"
+    stored = stacks.engine.get_stack(stack_id)
+    assert "s3cr3t-value" not in json.dumps(stored.template)
+    shown = parse_template(stored.template).shown_parameters(stored.parameters)
+    assert shown["guest_secret"] == "******"
 
 
 def create_waiting(stacks: LocalStackService, parameters: dict[str, Any] | None = None) -> str:

@@ -101,8 +101,18 @@ def test_server() -> None:
         "instance_id": "i-1",
         "ready_signal_token": {"get_attr": ["ready_handle", "token"]},
         "ready_signal_url": {"get_attr": ["ready_handle", "endpoint"]},
-        "secret": "s",
+        "secret": {"get_param": "guest_secret"},
     }
+
+
+def test_the_guest_secret_is_a_hidden_parameter_never_in_the_template() -> None:
+    user_data = {"instance_id": "i-1", "secret": "s3cr3t-value"}
+    template = instance_template(spec("i-1"), user_data=user_data)
+    assert "s3cr3t-value" not in json.dumps(template)
+    assert template["parameters"]["guest_secret"]["hidden"] is True
+    assert instance_parameters(spec("i-1"), user_data)["guest_secret"] == "s3cr3t-value"
+    # Without a secret (the fake guest) nothing refers to the parameter.
+    assert "guest_secret" not in instance_parameters(spec("i-1"))
 
 
 def test_rules_are_cidrs_times_ports() -> None:

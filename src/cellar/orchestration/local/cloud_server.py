@@ -120,7 +120,14 @@ class Server(CloudResource):
         if "flavor" not in changed:
             return None
         flavor = self.cloud.flavors(str(self.properties["flavor"]))
-        self.cloud.services.compute.resize_server(self.physical_id, flavor)
+        compute = self.cloud.services.compute
+        server = compute.get_server(self.physical_id)
+        # An update retried after its engine died may find its resize under way or done.
+        if server.status in (ServerStatus.RESIZE, ServerStatus.VERIFY_RESIZE):
+            return {"confirmed": False}
+        if server.flavor_id == flavor.id and server.status is ServerStatus.ACTIVE:
+            return {"confirmed": True}
+        compute.resize_server(self.physical_id, flavor)
         return {"confirmed": False}
 
     def check_update_complete(self, handle: Any) -> bool:

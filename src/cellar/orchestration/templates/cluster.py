@@ -20,16 +20,15 @@ from typing import Any
 
 from cellar.domain.specs import InstanceSpec
 from cellar.orchestration.templates.instance import (
-    FLAVOR,
     HOT_VERSION,
     READY,
     SERVER,
-    VOLUME_SIZE,
     address_of,
     guest_timeout_parameter,
     member_outputs,
     member_parameters,
     member_resources,
+    member_values,
 )
 
 
@@ -92,13 +91,15 @@ def cluster_template(
     }
 
 
-def cluster_parameters(members: Sequence[InstanceSpec]) -> dict[str, Any]:
-    """The parameter values of `cluster_template(members)` at create (or after a grow)."""
+def cluster_parameters(
+    members: Sequence[InstanceSpec], user_data: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
+    """The parameter values of `cluster_template(members, user_data=...)` at create (or
+    after a grow)."""
     values: dict[str, Any] = {}
     for spec in members:
-        prefix = member_prefix(spec)
-        values[f"{prefix}{FLAVOR}"] = spec.flavor.id
-        values[f"{prefix}{VOLUME_SIZE}"] = spec.volume_size_gb
+        member_data = (user_data or {}).get(spec.instance_id)
+        values.update(member_values(spec, prefix=member_prefix(spec), user_data=member_data))
     return values
 
 

@@ -44,6 +44,10 @@ READY = "ready"
 FLAVOR = "flavor"
 VOLUME_SIZE = "volume_size"
 GUEST_TIMEOUT = "guest_timeout"
+GUEST_SECRET = "guest_secret"
+# The user data key of the guest agent's secret (`cellar.guest`): its value is passed as
+# the hidden parameter GUEST_SECRET.
+GUEST_SECRET_KEY = "secret"
 DEFAULT_GUEST_TIMEOUT_S = 600
 
 # The guest's user data keys this module adds.
@@ -77,9 +81,11 @@ def instance_template(
     }
 
 
-def instance_parameters(spec: InstanceSpec) -> dict[str, Any]:
-    """The parameter values of `instance_template(spec)` at create."""
-    return {FLAVOR: spec.flavor.id, VOLUME_SIZE: spec.volume_size_gb}
+def instance_parameters(
+    spec: InstanceSpec, user_data: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The parameter values of `instance_template(spec, user_data=...)` at create."""
+    return member_values(spec, user_data=user_data)
 
 
 def update_parameters(old: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
@@ -124,8 +130,33 @@ def _volume_size(value: Any) -> int:
 # Building blocks, shared with cluster.py.
 
 
+def member_values(
+    spec: InstanceSpec, *, prefix: str = "", user_data: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The values of `member_parameters(prefix)` for `spec`: the guest's secret, if its
+    user data has one, travels as the hidden parameter, never in the template."""
+    values: dict[str, Any] = {
+        f"{prefix}{FLAVOR}": spec.flavor.id,
+        f"{prefix}{VOLUME_SIZE}": spec.volume_size_gb,
+    }
+    secret = (user_data or {}).get(GUEST_SECRET_KEY)
+    if secret:
+        values[f"{prefix}{GUEST_SECRET}"] = secret
+    return values
+
+
 def member_parameters(prefix: str = "") -> dict[str, Any]:
     return {
+        f"{prefix}{GUEST_SECRET}": {
+            "type": "string",
+            "label": "Guest secret",
+            "description": (
+                "The guest agent's secret (user data key `secret`); hidden, so the stored "
+                "template and the stack's shown parameters never carry it."
+            ),
+            "hidden": True,
+            "default": "",
+        },
         f"{prefix}{FLAVOR}": {
             "type": "string",
             "label": "Flavor",
@@ -179,8 +210,11 @@ def member_resources(
     """
     sg, volume, server = f"{prefix}{SECURITY_GROUP}", f"{prefix}{VOLUME}", f"{prefix}{SERVER}"
     handle, attachment = f"{prefix}{READY_HANDLE}", f"{prefix}{VOLUME_ATTACHMENT}"
+    given: dict[str, Any] = dict(user_data or {})
+    if given.pop(GUEST_SECRET_KEY, None):
+        given[GUEST_SECRET_KEY] = {"get_param": f"{prefix}{GUEST_SECRET}"}
     guest: dict[str, Any] = {
-        **dict(user_data or {}),
+        **given,
         "instance_id": spec.instance_id,
         **dict(guest_extra or {}),
         READY_SIGNAL_URL: {"get_attr": [handle, "endpoint"]},
