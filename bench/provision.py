@@ -7,7 +7,7 @@
 Prints medians and, last, one JSON object with `raw_s`, `cellar_s` and `ratio`
 (cellar over raw). Target: ratio at most 1.5. Needs root.
 
-    .venv/bin/python bench/provision.py [--runs 5]
+    .venv/bin/python bench/provision.py [--runs 5] [--resource-manager orchestrator]
 """
 
 from __future__ import annotations
@@ -106,11 +106,16 @@ def raw_boot(work: Path) -> float:
         image.unlink()
 
 
-def cellar_boots(runs: int) -> list[float]:
+def cellar_boots(runs: int, resource_manager: str) -> list[float]:
     state = Path(tempfile.mkdtemp(prefix="cellar-bench-"))
     state.chmod(0o755)  # volumes are mounted below it and the postgres user must reach them
     os.environ.setdefault("CELLAR_LOG_LEVEL", "WARNING")
-    settings = settings_from_env(state_dir=state, backend="local", api_port=free_port())
+    settings = settings_from_env(
+        state_dir=state,
+        backend="local",
+        api_port=free_port(),
+        resource_manager=resource_manager,
+    )
     token = issue_token(settings, "bench")
     times: list[float] = []
     try:
@@ -144,19 +149,21 @@ def cellar_boots(runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--resource-manager", default="native")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench/provision.py needs root (loop devices, mounts, namespaces)")
     work = Path(tempfile.mkdtemp(prefix="cellar-raw-"))
     raw = [raw_boot(work) for _ in range(args.runs)]
-    cellar = cellar_boots(args.runs)
+    cellar = cellar_boots(args.runs, args.resource_manager)
     raw_s, cellar_s = statistics.median(raw), statistics.median(cellar)
     print(
         f"raw PostgreSQL boot on a fresh XFS loop volume: median {raw_s:.2f} s "
         f"({', '.join(f'{t:.2f}' for t in raw)})"
     )
     print(
-        f"cellar POST /instances to ACTIVE (local cloud): median {cellar_s:.2f} s "
+        f"cellar POST /instances to ACTIVE (local cloud, {args.resource_manager}): "
+        f"median {cellar_s:.2f} s "
         f"({', '.join(f'{t:.2f}' for t in cellar)})"
     )
     print(
