@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,9 +19,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from cellar.db.stacks import DbSignalStore, DbStackStore
-from cellar.domain.specs import FlavorSpec
 from cellar.orchestration.local.service import LocalStackService, api_signal_url
 from cellar.orchestration.stacks import Stack
+from orchestration.no_cloud import no_cloud_stacks
 
 TEMPLATE: dict[str, Any] = {
     "heat_template_version": "2018-08-31",
@@ -46,16 +45,9 @@ TEMPLATE: dict[str, Any] = {
 }
 
 
-def _no_flavors(flavor_id: str) -> FlavorSpec:
-    raise AssertionError("this template has no server")
-
-
 @pytest.fixture
 def stacks(sessions: sessionmaker[Session]) -> Iterator[LocalStackService]:
-    # The handle and the condition use no cloud service: there is none to give.
-    service = LocalStackService.build(
-        SimpleNamespace(compute=None, volume=None, network=None, dns=None),
-        flavors=_no_flavors,
+    service = no_cloud_stacks(
         signal_url=api_signal_url("http://control-plane:8779"),
         store=DbStackStore(sessions),
         signals=DbSignalStore(sessions),

@@ -7,7 +7,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,7 +15,6 @@ from sqlalchemy import Engine
 from cellar.db.engine import make_engine
 from cellar.db.migrate import upgrade
 from cellar.db.stacks import DbStackStore, fail_interrupted_stacks
-from cellar.domain.specs import FlavorSpec
 from cellar.orchestration.local.engine import StackEngine
 from cellar.orchestration.local.service import LocalStackService
 from cellar.orchestration.local.store import (
@@ -27,6 +25,8 @@ from cellar.orchestration.local.store import (
     StackStore,
     now,
 )
+
+from .no_cloud import no_cloud_stacks
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),
@@ -260,17 +260,8 @@ def test_a_stopped_service_leaves_its_cancelled_operation_to_be_retried(
     """A task manager stopping (not dying) closes its engine: what it cancels ends with
     Heat's "engine went down" reason, which the next one retries by an update."""
 
-    def no_flavors(flavor_id: str) -> FlavorSpec:
-        raise AssertionError("this template has no server")
-
     def build() -> LocalStackService:
-        # The template's resources use no cloud service: there is none to give.
-        return LocalStackService.build(
-            SimpleNamespace(compute=None, volume=None, network=None, dns=None),
-            flavors=no_flavors,
-            store=DbStackStore(db()),
-            poll_interval=0.005,
-        )
+        return no_cloud_stacks(store=DbStackStore(db()), poll_interval=0.005)
 
     first = build()
     template = hot({"fast": value(1), "slow": test_resource(action_wait_secs={"create": 30})})

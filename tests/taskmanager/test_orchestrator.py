@@ -3,6 +3,7 @@ task manager: every instance is a stack of the embedded engine."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ from plane import ControlPlane, make_plane, running
 from taskflow import engines
 
 from cellar.domain.specs import RuleSpec
-from cellar.orchestration.stacks import StackService
+from cellar.orchestration.stacks import REBOOT, SignalNotSupported, StackService
 from cellar.resource_managers.base import Operation
 from cellar.resource_managers.migration import MigrationManager
 from cellar.resource_managers.orchestrator import OrchestratorManager
@@ -60,6 +61,40 @@ def test_orchestrated_instance_lives_in_its_stack(tmp_path: Path) -> None:
         assert plane.gone(iid)
         assert sum(plane.resources().values()) == 0
         assert plane.orphans() == []
+
+
+class _HeatLikeSignals:
+    """The embedded engine's stacks, refusing a reboot signal as Heat does (its servers
+    take no signal at all); everything else goes to the engine."""
+
+    def __init__(self, inner: StackService) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def signal(self, stack_id: str, resource_name: str, data: dict[str, Any]) -> None:
+        if data.get("action") == REBOOT:
+            raise SignalNotSupported("Heat's servers take no signal", stack_id=stack_id)
+        self.inner.signal(stack_id, resource_name, data)
+
+
+def test_a_stack_service_without_a_reboot_signal_reboots_through_compute(
+    tmp_path: Path,
+) -> None:
+    with running(make_plane(tmp_path, resource_manager="orchestrator")) as plane:
+        iid = plane.create()
+        plane.run()
+        assert plane.tm.ctx.stacks is not None
+        ctx = dataclasses.replace(plane.tm.ctx, stacks=_HeatLikeSignals(plane.tm.ctx.stacks))
+        before = plane.cloud.call_count("compute.reboot_server")
+        engines.run(OrchestratorManager(ctx).reboot(iid))
+        assert plane.cloud.call_count("compute.reboot_server") == before + 1
+        [server] = plane.services.compute.list_servers()
+        assert server.status.value == "ACTIVE"
+        stack_id = plane.show(iid)["stack_id"]
+        events = plane.tm.ctx.stacks.events(stack_id)
+        assert not [e for e in events if e.action == "SIGNAL" and e.resource_name == "server"]
 
 
 def test_a_failed_stack_leaves_error_and_nothing_behind(tmp_path: Path) -> None:

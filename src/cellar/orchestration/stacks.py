@@ -36,6 +36,11 @@ class StackError(CellarError):
         self.stack_id = stack_id
 
 
+class SignalNotSupported(StackError):
+    """The resource takes no such signal on this service (Heat's servers take none): the
+    caller does the work another way (the orchestrator reboots through compute)."""
+
+
 @dataclass(frozen=True)
 class Stack:
     id: str
@@ -147,9 +152,8 @@ class StackService(Protocol):
 
         The embedded engine's `OS::Nova::Server` handles `{"action": REBOOT}`. Real Heat has
         no reboot signal (a server does not handle signals at all): its implementation
-        raises `StackError`, and the orchestrator then resolves the server from
-        `resources()`, reboots it through compute and records the reboot itself among the
-        stack's events.
+        raises `SignalNotSupported`, and the orchestrator then reboots the stack's server
+        through compute (the instance's events record it; the stack's do not).
         """
         ...
 

@@ -21,7 +21,13 @@ from cellar.domain.specs import FlavorSpec, InstanceSpec, RuleSpec, resource_nam
 from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers.compute.base import Server
 from cellar.drivers.network.base import SecurityGroup
-from cellar.orchestration.stacks import REBOOT, Stack, StackNotFound, StackService
+from cellar.orchestration.stacks import (
+    REBOOT,
+    SignalNotSupported,
+    Stack,
+    StackNotFound,
+    StackService,
+)
 from cellar.orchestration.templates.instance import (
     instance_parameters,
     instance_template,
@@ -261,13 +267,17 @@ class RecordFlavor(StackTask):
 
 class SignalReboot(StackTask):
     """Reboot through the stack: a signal to its server resource (the embedded engine
-    implements it; a Heat service without it reboots through compute, see heat.py)."""
+    implements it). Heat's servers take no signal (`SignalNotSupported`, see heat.py):
+    then the stack's server is rebooted through compute."""
 
     def execute(self) -> None:
         self.check_not_cancelled()
         stack_id = self.stack_id()
-        self.call(self.stacks.signal, stack_id, SERVER, {"action": REBOOT})
         server_id = self.ctx.store.get(self.instance_id).compute_instance_id or ""
+        try:
+            self.call(self.stacks.signal, stack_id, SERVER, {"action": REBOOT})
+        except SignalNotSupported:
+            self.call(self.services.compute.reboot_server, server_id)
         wait_for_server(self, server_id, ServerStatus.ACTIVE, "reboot")
 
 
