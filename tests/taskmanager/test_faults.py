@@ -115,3 +115,24 @@ def test_every_delete_call_failing_leaves_error_then_delete_again_works(
         assert inst["status"] == "ERROR", (op, inst)
         assert inst["fault"]["message"], op
         _assert_clean_after_delete(plane, iid)
+
+
+def test_a_job_that_breaks_outside_its_flow_leaves_error_not_build(
+    plane: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug of the task manager itself (here: its flow logbook cannot be read) must not
+    leave the instance BUILD with nothing running: ERROR with the fault, and deletable."""
+
+    def unreadable(job: object) -> None:
+        raise RuntimeError("logbook unreadable")
+
+    monkeypatch.setattr(plane.tm, "_logbook", unreadable)
+    iid = plane.create()
+    plane.run()
+    inst = plane.show(iid)
+    assert inst["status"] == "ERROR", inst
+    assert "logbook unreadable" in inst["fault"]["message"]
+    monkeypatch.undo()
+    plane.delete(iid)
+    plane.run()
+    assert plane.gone(iid) and plane.orphans() == []

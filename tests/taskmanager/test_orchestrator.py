@@ -103,7 +103,11 @@ def test_a_failed_stack_leaves_error_and_nothing_behind(tmp_path: Path) -> None:
         iid = plane.create()
         plane.run()
         inst = plane.show(iid)
-        assert inst["status"] == "ERROR" and inst["fault"]["message"], inst
+        assert inst["status"] == "ERROR", inst
+        # The stack rolled back; the fault names the failure that made it, not just
+        # "ROLLBACK_COMPLETE".
+        message = inst["fault"]["message"]
+        assert "CREATE_FAILED" in message and "server" in message, message
         assert sum(plane.resources().values()) == 0
         plane.delete(iid)
         plane.run()

@@ -181,10 +181,16 @@ class TaskManager:
         """Run (or resume) one job's flow to its end; never raises."""
         try:
             self._run_job(job)
-        except Exception:
+        except Exception as exc:
             log.exception("job %s (%s) crashed outside its flow", job.id, job.kind)
-            with contextlib.suppress(Exception), transaction(self.sessions) as s:
-                jobs_repo.finish_job(s, job_id=job.id, owner=self.name, error="internal error")
+            # Not reverted: the instance goes to ERROR with the fault (never stays BUILD
+            # or RESIZE with nothing running), and a delete cleans up what was made.
+            try:
+                self._fail(job, JobKind(job.kind), None, reverted=False, error=exc)
+            except Exception:
+                log.exception("job %s: recording its failure failed", job.id)
+                with contextlib.suppress(Exception), transaction(self.sessions) as s:
+                    jobs_repo.finish_job(s, job_id=job.id, owner=self.name, error="internal error")
 
     def _run_job(self, job: Job) -> None:
         kind = JobKind(job.kind)
