@@ -287,6 +287,9 @@ def test_signals_heat_refuses_are_stack_errors(heat: HeatStackService) -> None:
 def test_delete_then_the_stack_is_not_found(heat: HeatStackService) -> None:
     stack_id = heat.create("s1", TEMPLATE, {})
     settled(heat, stack_id)
+    found = heat.find("s1")  # Heat's lookup by name
+    assert found is not None and found.id == stack_id
+    assert heat.find("s2") is None
     heat.delete(stack_id)
     deadline = time.monotonic() + 10
     while True:
@@ -297,6 +300,7 @@ def test_delete_then_the_stack_is_not_found(heat: HeatStackService) -> None:
         assert stack.status.startswith("DELETE_"), stack.status
         assert time.monotonic() < deadline, "the stack was never deleted"
         time.sleep(0.02)
+    assert heat.find("s1") is None
     for call in (
         lambda: heat.resources(stack_id),
         lambda: heat.events(stack_id),

@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Any
 
 from plane import ControlPlane, make_plane, running
+from sqlalchemy import select
 from taskflow import engines
 
-from cellar.domain.specs import RuleSpec
+from cellar.db.engine import make_session_factory, transaction
+from cellar.db.models import Job
+from cellar.domain.specs import RuleSpec, spec_from_dict
 from cellar.orchestration.stacks import REBOOT, SignalNotSupported, StackService
 from cellar.resource_managers.base import Operation
 from cellar.resource_managers.migration import MigrationManager
 from cellar.resource_managers.orchestrator import OrchestratorManager
+from cellar.resource_managers.orchestrator_steps import CreateStack
 
 
 def _one_of_each(plane: ControlPlane) -> None:
@@ -420,3 +424,27 @@ def test_operators_see_the_stack_with_cellar_stack(tmp_path: Path) -> None:
         template = json.loads(run("template", stack_id))
         assert template["heat_template_version"] == "2018-08-31"
         assert runner.invoke(main, ["stack", "show", "nope"], env=env).exit_code == 1
+
+
+def test_a_stack_made_by_a_task_manager_that_died_before_recording_it_is_found(
+    tmp_path: Path,
+) -> None:
+    """The window between the engine saving a new stack and the instance recording its
+    id: the create step, run again, finds the stack by name instead of making a second."""
+    with running(make_plane(tmp_path, resource_manager="orchestrator")) as plane:
+        iid = plane.create()
+        plane.run()
+        stack_id = plane.show(iid)["stack_id"]
+        with transaction(make_session_factory(plane.engine), readonly=True) as session:
+            job = session.scalars(
+                select(Job).where(Job.instance_id == iid, Job.kind == "provision_instance")
+            ).one()
+            spec = spec_from_dict(job.args["spec"])
+        plane.tm.store.record_resources(iid, stack_id=None)  # as if never recorded
+
+        engines.run(CreateStack(plane.tm.ctx, spec, name="stack.create"))
+
+        assert plane.tm.store.get(iid).stack_id == stack_id
+        found = _stacks(plane).find(spec.resource_name)
+        assert found is not None and found.id == stack_id
+        _one_of_each(plane)

@@ -173,6 +173,13 @@ class HeatStackService:
             outputs=outputs,
         )
 
+    def find(self, name: str) -> Stack | None:
+        """Heat answers a lookup by name (a redirect to the stack); a deleted one is gone."""
+        try:
+            return self.get(name)
+        except StackNotFound:
+            return None
+
     def template(self, stack_id: str) -> dict[str, Any]:
         stack = self._stack(stack_id)
         with _heat_errors(stack_id):

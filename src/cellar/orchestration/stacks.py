@@ -132,6 +132,11 @@ class StackService(Protocol):
 
     def get(self, stack_id: str) -> Stack: ...
 
+    def find(self, name: str) -> Stack | None:
+        """The live stack named `name` (Heat's lookup by name), or None. A create whose
+        caller died before it recorded the id is found again this way."""
+        ...
+
     def template(self, stack_id: str) -> dict[str, Any]:
         """The template stored with the stack, as Heat's `GET /stacks/{name}/{id}/template`:
         the one given at create or by the last update (after a rollback, the one the

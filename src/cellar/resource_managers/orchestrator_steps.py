@@ -151,6 +151,11 @@ class CreateStack(StackTask):
         self.check_not_cancelled()
         if self.ctx.store.get(self.instance_id).stack_id:
             return  # created before a restart of the task manager
+        found = self.call(self.stacks.find, self.spec.resource_name)
+        if found is not None:
+            # Created by a task manager that died before it recorded the id.
+            self.ctx.store.record_resources(self.instance_id, stack_id=found.id)
+            return
         user_data = self.services.guest.user_data(self.instance_id)
         stack_id = self.call(
             self.stacks.create,

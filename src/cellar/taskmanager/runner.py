@@ -32,6 +32,7 @@ from cellar.db.engine import make_engine, make_session_factory, transaction
 from cellar.db.instances import utcnow
 from cellar.db.models import Job
 from cellar.domain.errors import CellarError
+from cellar.domain.specs import resource_name
 from cellar.drivers.registry import Services, build_services
 from cellar.orchestration.local.service import LocalStackService
 from cellar.resource_managers import manager_class
@@ -237,6 +238,9 @@ class TaskManager:
             return
         try:
             stack_id = self.store.get(job.instance_id).stack_id
+            if not stack_id:  # made, but the dead one did not record it
+                found = self.stacks.find(resource_name(job.instance_id))
+                stack_id = found.id if found is not None else None
         except CellarError:
             return
         if stack_id and self.stacks.take_over(stack_id):

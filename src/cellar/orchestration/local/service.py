@@ -160,6 +160,17 @@ class LocalStackService:
         """The engine's stored template (its store hands out copies, so ours to edit)."""
         return self._stack(stack_id).template
 
+    def find(self, name: str) -> Stack | None:
+        live = [
+            stack
+            for stack in self.engine.store.list_stacks()
+            if stack.name == name and stack.state != "DELETE_COMPLETE"
+        ]
+        if not live:
+            return None
+        newest = max(live, key=lambda stack: stack.created_at)
+        return self.get(newest.id)
+
     def resources(self, stack_id: str) -> list[StackResource]:
         self._stack(stack_id)
         return [
