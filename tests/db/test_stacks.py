@@ -89,6 +89,16 @@ def test_list_stacks(store: StackStore) -> None:
     assert sorted(s.id for s in store.list_stacks()) == ["s1", "s2"]
 
 
+def test_find_stacks_by_name_oldest_first(store: StackStore) -> None:
+    early = stack_record("s1", name="db")
+    late = stack_record("s3", name="db")
+    late.created_at = early.created_at + datetime.timedelta(seconds=5)
+    for stack in (late, stack_record("s2", name="other"), early):
+        store.save_stack(stack)
+    assert [s.id for s in store.find_stacks("db")] == ["s1", "s3"]
+    assert store.find_stacks("nothing") == []
+
+
 def test_unknown_stack_is_not_found(store: StackStore) -> None:
     with pytest.raises(NotFound):
         store.load_stack("nope")

@@ -170,6 +170,9 @@ class Crashing:
     def list_stacks(self) -> list[StackRecord]:
         return self.store.list_stacks()
 
+    def find_stacks(self, name: str) -> list[StackRecord]:
+        return self.store.find_stacks(name)
+
     def save_resource(self, resource: ResourceRecord) -> None:
         if not self.dead.is_set():
             self.store.save_resource(resource)

@@ -184,7 +184,7 @@ class Stack(Base):
 
     __tablename__ = "stacks"
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255), index=True)
     template: Mapped[dict[str, Any]] = mapped_column()
     parameters: Mapped[dict[str, Any]] = mapped_column()
     action: Mapped[str] = mapped_column(String(32))

@@ -107,6 +107,11 @@ class DbStackStore:
             rows = session.scalars(select(Stack).order_by(Stack.created, Stack.id))
             return [_stack(row) for row in rows]
 
+    def find_stacks(self, name: str) -> list[StackRecord]:
+        with transaction(self._factory, readonly=True) as session:
+            query = select(Stack).where(Stack.name == name).order_by(Stack.created, Stack.id)
+            return [_stack(row) for row in session.scalars(query)]
+
     # Resources ---------------------------------------------------------------------------
 
     def save_resource(self, resource: ResourceRecord) -> None:

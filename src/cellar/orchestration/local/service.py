@@ -161,15 +161,8 @@ class LocalStackService:
         return self._stack(stack_id).template
 
     def find(self, name: str) -> Stack | None:
-        live = [
-            stack
-            for stack in self.engine.store.list_stacks()
-            if stack.name == name and stack.state != "DELETE_COMPLETE"
-        ]
-        if not live:
-            return None
-        newest = max(live, key=lambda stack: stack.created_at)
-        return self.get(newest.id)
+        live = [s for s in self.engine.store.find_stacks(name) if s.state != "DELETE_COMPLETE"]
+        return self.get(live[-1].id) if live else None
 
     def resources(self, stack_id: str) -> list[StackResource]:
         self._stack(stack_id)

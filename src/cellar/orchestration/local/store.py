@@ -80,6 +80,10 @@ class StackStore(Protocol):
 
     def list_stacks(self) -> list[StackRecord]: ...
 
+    def find_stacks(self, name: str) -> list[StackRecord]:
+        """The stacks named `name` (deleted ones too), oldest first."""
+        ...
+
     def save_resource(self, resource: ResourceRecord) -> None: ...
 
     def delete_resource(self, stack_id: str, record_id: str) -> None: ...
@@ -125,6 +129,11 @@ class MemoryStore:
     def list_stacks(self) -> list[StackRecord]:
         with self._lock:
             return [copy.deepcopy(stack) for stack in self._stacks.values()]
+
+    def find_stacks(self, name: str) -> list[StackRecord]:
+        with self._lock:
+            named = [s for s in self._stacks.values() if s.name == name]
+            return [copy.deepcopy(s) for s in sorted(named, key=lambda s: s.created_at)]
 
     def save_resource(self, resource: ResourceRecord) -> None:
         with self._lock:

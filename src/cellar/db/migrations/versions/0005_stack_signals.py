@@ -1,4 +1,5 @@
-"""the signals of wait condition handles, shared by the API and the engine
+"""the signals of wait condition handles, shared by the API and the engine; stacks
+looked up by name
 
 Revision ID: 0005
 Revises: 0004
@@ -29,7 +30,11 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint("handle_id", "signal_id", name="uq_stack_signals_handle_signal"),
     )
+    with op.batch_alter_table("stacks", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_stacks_name"), ["name"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("stacks", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_stacks_name"))
     op.drop_table("stack_signals")
