@@ -254,3 +254,33 @@ def test_orchestrated_instance_on_the_local_cloud(local_env: dict[str, str]) -> 
         delete_all(served, [iid])
         audit = cellar(env, "audit")
         assert audit.returncode == 0, audit.stdout + audit.stderr
+
+
+def test_sigkill_of_serve_during_an_orchestrated_create(local_env: dict[str, str]) -> None:
+    """Killed while the guest prepares its database (the stack waits for its signal): the
+    restarted task manager fails the dead engine's create and retries it by an update that
+    keeps the server and volume; the agent's signal, retried until the API is back, ends
+    the wait. One server, data usable, nothing left after the delete."""
+    env = dict(local_env, CELLAR_RESOURCE_MANAGER="orchestrator")
+    with serving(env) as served, served.client() as http:
+        iid = create(http, "phoenix")
+
+        def preparing() -> bool:
+            steps = [e["step"] for e in http.get(f"/instances/{iid}/events").json()["events"]]
+            return "guest.prepare" in steps
+
+        wait_until("the guest prepare", preparing, timeout=60, every=0.05)
+        served.kill()
+        served.start()
+        inst = wait_active(http, iid)
+        events = [
+            (e["step"], e["outcome"]) for e in http.get(f"/instances/{iid}/events").json()["events"]
+        ]
+        assert ("provision_instance", "resumed") in events, events
+        with connect(inst["ip"][0]) as conn:
+            conn.execute("CREATE TABLE t (v int)")
+            conn.execute("INSERT INTO t VALUES (1)")
+            assert conn.execute("SELECT count(*) FROM t").fetchone() == (1,)
+        delete_all(served, [iid])
+        audit = cellar(env, "audit")
+        assert audit.returncode == 0, audit.stdout + audit.stderr

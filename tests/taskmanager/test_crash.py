@@ -15,9 +15,12 @@ from pathlib import Path
 
 import pytest
 from plane import ControlPlane, make_plane
+from sqlalchemy import select
 
 from cellar.cli.server import settings_env
 from cellar.config import Settings
+from cellar.db.engine import make_session_factory, transaction
+from cellar.db.models import Job
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
@@ -160,3 +163,46 @@ def test_sigkill_mid_resize_then_restart_finishes_it(
     plane.delete(iid)
     wait_until("deleted", lambda: plane.gone(iid))
     assert plane.orphans() == []
+
+
+def test_a_task_manager_waits_for_the_previous_process_of_its_name(
+    crash_plane: tuple[ControlPlane, Processes],
+) -> None:
+    """Taking a name's jobs back at once is safe only once the previous process of that
+    name is gone (a stopping one may still be in a step): the second waits for it."""
+    plane, procs = crash_plane
+    first = procs.taskmanager("tm-a")
+    iid = plane.create()
+    wait_until("the create to run", lambda: plane.cloud.call_count("volume.create_volume") >= 1)
+    second = procs.taskmanager("tm-a")
+
+    def attempts() -> int:
+        with transaction(make_session_factory(plane.engine), readonly=True) as session:
+            job = session.scalars(select(Job).where(Job.instance_id == iid)).one()
+            return job.attempts
+
+    time.sleep(1.5)  # the second would have taken the job back by now
+    assert second.poll() is None and attempts() == 1
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    wait_until("ACTIVE", lambda: plane.show(iid)["status"] in ("ACTIVE", "ERROR"))
+    assert plane.show(iid)["status"] == "ACTIVE"
+    assert attempts() == 2
+    _one_of_each(plane)
+
+
+def test_a_stopped_task_manager_exits_even_with_a_step_in_progress(
+    crash_plane: tuple[ControlPlane, Processes],
+) -> None:
+    """SIGTERM during a long step: the process ends within its stop timeout (the step is
+    left to be resumed), and the job is finished by the next one of that name."""
+    plane, procs = crash_plane
+    first = procs.taskmanager("tm-a")
+    iid = plane.create()
+    wait_until("the create to run", lambda: plane.cloud.call_count("volume.create_volume") >= 1)
+    first.terminate()
+    first.wait(timeout=20)
+    procs.taskmanager("tm-a")
+    wait_until("ACTIVE", lambda: plane.show(iid)["status"] in ("ACTIVE", "ERROR"))
+    assert plane.show(iid)["status"] == "ACTIVE"
+    _one_of_each(plane)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
+import fcntl
 import logging
 import os
 import signal
@@ -11,9 +12,10 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
@@ -231,6 +233,11 @@ def taskmanager(name: str | None, **cli: Any) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     manager = TaskManager(settings, engine=engine, name=name)
+    # A task manager takes the jobs its name held back at once: the previous process of
+    # that name must be gone first (one stopping may still be finishing a step).
+    lock = _hold_name(settings, manager.name, stopped=lambda: bool(signals))
+    if lock is None:
+        return  # a signal came while waiting
     manager.start()
     log.info(
         "task manager %s running (%s, %s)",
@@ -242,6 +249,32 @@ def taskmanager(name: str | None, **cli: Any) -> None:
         signal.pause()
     log.info("task manager %s stopping (signal %d)", manager.name, signals[0])
     manager.stop()
+    logging.shutdown()
+    # Threads left in a step (see TaskManager.stop) must not keep the process alive: what
+    # they were doing resumes elsewhere, as after a crash. The name's lock goes with us.
+    os._exit(0)
+
+
+def _hold_name(settings: Settings, name: str, stopped: Callable[[], bool]) -> IO[bytes] | None:
+    """An exclusive lock on `<state_dir>/taskmanagers/<name>.lock`, held for the life of
+    the process (the kernel releases it however the process ends); waits while another
+    process of that name holds it. None if a signal to stop came while waiting."""
+    folder = Path(settings.state_dir) / "taskmanagers"
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / f"{name}.lock").open("ab")
+    waiting_since: float | None = None
+    while True:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return handle
+        except BlockingIOError:
+            if stopped():
+                handle.close()
+                return None
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+                log.info("task manager %s: waiting for the previous process of that name", name)
+            time.sleep(0.1)
 
 
 @click.group()

@@ -19,6 +19,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from typing import Any
 
 from sqlalchemy import Engine, func, select, update
@@ -86,19 +87,35 @@ class TaskManager:
             thread.start()
             self.threads.append(thread)
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Stop claiming, suspend running flows after their current step, release leases."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop claiming and suspend running flows after their current step, for at most
+        `timeout` seconds; True if every flow suspended (then the leases are released for
+        another task manager to take the jobs at once).
+
+        A step can wait much longer (for a guest, for a stack), so after `timeout` the jobs
+        still in a step are left as a crash leaves them: their leases held, their flows
+        resumed from the last finished step by whoever takes them. The caller then exits
+        the process (`cellar taskmanager` does, at once)."""
         self.stopping.set()
         self.wakeup.set()
+        deadline = time.monotonic() + timeout
         with self.lock:
             for flow_engine in self.flow_engines.values():
                 flow_engine.suspend()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+            running = list(self.running.values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        _done, left = futures_wait(running, timeout=timeout)
         for thread in self.threads:
-            thread.join(timeout)
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if left:
+            log.warning(
+                "%d jobs still in a step after %.0f s: left to be resumed", len(left), timeout
+            )
+            return False
         if self.stacks is not None:
             self.stacks.close()  # what no flow waits for any more: retried on resume
         self.release_leases()
+        return True
 
     def release_leases(self) -> None:
         """End this name's leases now: at start, the jobs it held when it died are
