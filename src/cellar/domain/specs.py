@@ -16,6 +16,11 @@ def resource_name(instance_id: str) -> str:
     return f"{RESOURCE_PREFIX}{instance_id}"
 
 
+def instance_hostname(instance_id: str, dns_zone: str) -> str:
+    """The DNS name of an instance: its resource name in the deployment's zone."""
+    return f"{resource_name(instance_id)}.{dns_zone}"
+
+
 def instance_id_from_name(name: str) -> str | None:
     """The owning instance id of a cloud resource named by `resource_name`, else None."""
     if name.startswith(RESOURCE_PREFIX):
@@ -80,7 +85,7 @@ class InstanceSpec:
 
     @property
     def hostname(self) -> str:
-        return f"{self.resource_name}.{self.dns_zone}"
+        return instance_hostname(self.instance_id, self.dns_zone)
 
     def ingress_rules(self) -> tuple[RuleSpec, ...]:
         return tuple(

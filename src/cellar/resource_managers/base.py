@@ -77,6 +77,10 @@ class RuleRecord:
     cidr: str
     provider_id: str | None
 
+    @property
+    def spec(self) -> RuleSpec:
+        return RuleSpec(self.protocol, self.from_port, self.to_port, self.cidr)
+
 
 class InstanceStore(Protocol):
     """The control plane's records, as resource managers see them.

@@ -11,7 +11,7 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from cellar.domain.errors import CellarError, TransientError
-from cellar.domain.specs import InstanceSpec
+from cellar.domain.specs import InstanceSpec, instance_hostname
 from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers.guest.base import GuestStatus
 from cellar.resource_managers.base import ManagerContext
@@ -67,6 +67,16 @@ class CellarTask(task.Task):  # type: ignore[misc]
                     raise
                 self.ctx.sleep(settings.retry_delay_s)
         raise AssertionError("unreachable")
+
+    def hostname(self) -> str:
+        """The instance's DNS name in the deployment's zone (`InstanceSpec.hostname`)."""
+        return instance_hostname(self.instance_id, self.ctx.settings.dns_zone)
+
+    def security_group_id(self) -> str:
+        group_id = self.ctx.store.get(self.instance_id).security_group_id
+        if not group_id:
+            raise CellarError(f"Instance {self.instance_id} has no security group.")
+        return group_id
 
     def check_not_cancelled(self) -> None:
         if self.ctx.store.is_deleting(self.instance_id):

@@ -5,6 +5,7 @@ volume growth and security-group rules. Like the provision steps, each is idempo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any
 
 from cellar.domain.errors import CellarError
@@ -117,15 +118,9 @@ class RuleTask(CellarTask):
         super().__init__(ctx, iid, name=name)
         self.rule_id = rule_id
 
-    def group_id(self) -> str:
-        group_id = self.ctx.store.get(self.instance_id).security_group_id
-        if not group_id:
-            raise CellarError(f"Instance {self.instance_id} has no security group.")
-        return group_id
-
     def ensure_rule(self, rule: RuleSpec) -> str:
         """The id of the group's rule matching `rule`, created if missing."""
-        net, group_id = self.services.network, self.group_id()
+        net, group_id = self.services.network, self.security_group_id()
         group: SecurityGroup = self.call(net.get_security_group, group_id)
         for r in group.rules:
             if (r.protocol, r.from_port, r.to_port, r.cidr) == (
@@ -175,7 +170,7 @@ class ChangeRuleCidr(RuleTask):
 
     def execute(self) -> None:
         old = self.ctx.store.rule(self.rule_id)
-        new_rule = RuleSpec(old.protocol, old.from_port, old.to_port, self.cidr)
+        new_rule = dataclasses.replace(old.spec, cidr=self.cidr)
         new_id = self.ensure_rule(new_rule)
         if old.provider_id and old.provider_id != new_id:
             self.drop_rule(old.provider_id)

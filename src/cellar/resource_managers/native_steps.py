@@ -149,17 +149,13 @@ class AttachVolume(CellarTask):
             self.call(self.services.compute.detach_volume, server_id, volume_id)
 
 
-def _hostname(t: CellarTask) -> str:
-    return f"{resource_name(t.instance_id)}.{t.ctx.settings.dns_zone}"
-
-
 class CreateDnsRecord(CellarTask):
     def execute(self) -> None:
         self.check_not_cancelled()
         record = self.ctx.store.get(self.instance_id)
         if not record.addresses:
             raise CellarError(f"Instance {self.instance_id} has no address to publish in DNS.")
-        dns, name, address = self.services.dns, _hostname(self), record.addresses[0]
+        dns, name, address = self.services.dns, self.hostname(), record.addresses[0]
         existing = self.call(dns.find_record, name, "A")
         if existing is None:
             existing = self.call(dns.create_record, name=name, rtype="A", data=address)
@@ -176,7 +172,7 @@ class CreateDnsRecord(CellarTask):
 
 
 def delete_dns_record(t: CellarTask) -> None:
-    existing = t.call(t.services.dns.find_record, _hostname(t), "A")
+    existing = t.call(t.services.dns.find_record, t.hostname(), "A")
     if existing is not None:
         with contextlib.suppress(ResourceNotFound):
             t.call(t.services.dns.delete_record, existing.id)

@@ -2,7 +2,7 @@
 created, updated (PATCH), signalled and deleted through the orchestration service.
 
 Security-group rules and the DNS record are data of the template: a change of either
-is the stored template, edited, as a stack update (`orchestrator_steps.TemplateChange`).
+is the stored template, edited, as a stack update (`orchestrator_changes.TemplateChange`).
 What it does not override stays unsupported (HTTP 501 with the operation's name):
 deleting the security group (the server's `security_groups` cannot change in place, so
 the engine would replace the database server) and clusters, which come later."""
@@ -13,6 +13,7 @@ from taskflow.patterns import linear_flow
 
 from cellar.domain.specs import FlavorSpec, InstanceSpec, RuleSpec
 from cellar.orchestration.templates.instance import update_parameters
+from cellar.resource_managers import orchestrator_changes as changes
 from cellar.resource_managers import orchestrator_steps as steps
 from cellar.resource_managers.base import ResourceManager
 from cellar.resource_managers.common import PrepareGuest, StartDatastore, StopDatastore
@@ -69,18 +70,18 @@ class OrchestratorManager(ResourceManager):
 
     # Security-group rules and DNS: the stored template, edited, as a stack update.
 
-    def _template_change(self, flow_name: str, change: steps.TemplateChange) -> linear_flow.Flow:
+    def _template_change(self, flow_name: str, change: changes.TemplateChange) -> linear_flow.Flow:
         """Read the template first (the revert's copy), then change it."""
         iid = change.instance_id
         return linear_flow.Flow(flow_name).add(
-            steps.ReadTemplate(self.ctx, iid, name="stack.template"), change
+            changes.ReadTemplate(self.ctx, iid, name="stack.template"), change
         )
 
     def create_security_group(
         self, instance_id: str, rules: tuple[RuleSpec, ...]
     ) -> linear_flow.Flow:
         """The group is the stack's, made at provision: "create" makes sure it has `rules`."""
-        change = steps.EnsureRulesInStack(
+        change = changes.EnsureRulesInStack(
             self.ctx, instance_id, rules, name="security_group.update"
         )
         return self._template_change("create_security_group", change)
@@ -88,7 +89,7 @@ class OrchestratorManager(ResourceManager):
     def add_security_group_rule(
         self, instance_id: str, rule_id: str, rule: RuleSpec
     ) -> linear_flow.Flow:
-        change = steps.AddRuleToStack(
+        change = changes.AddRuleToStack(
             self.ctx, instance_id, rule_id, rule, name="security_group_rule.create"
         )
         return self._template_change("add_security_group_rule", change)
@@ -96,21 +97,21 @@ class OrchestratorManager(ResourceManager):
     def update_security_group_rule_cidr(
         self, instance_id: str, rule_id: str, cidr: str
     ) -> linear_flow.Flow:
-        change = steps.ChangeRuleCidrInStack(
+        change = changes.ChangeRuleCidrInStack(
             self.ctx, instance_id, rule_id, cidr, name="security_group_rule.update"
         )
         return self._template_change("update_security_group_rule_cidr", change)
 
     def delete_security_group_rule(self, instance_id: str, rule_id: str) -> linear_flow.Flow:
-        change = steps.DeleteRuleFromStack(
+        change = changes.DeleteRuleFromStack(
             self.ctx, instance_id, rule_id, name="security_group_rule.delete"
         )
         return self._template_change("delete_security_group_rule", change)
 
     def create_dns_record(self, instance_id: str) -> linear_flow.Flow:
-        change = steps.AddDnsRecordToStack(self.ctx, instance_id, name="dns.create")
+        change = changes.AddDnsRecordToStack(self.ctx, instance_id, name="dns.create")
         return self._template_change("create_dns_record", change)
 
     def delete_dns_record(self, instance_id: str) -> linear_flow.Flow:
-        change = steps.RemoveDnsRecordFromStack(self.ctx, instance_id, name="dns.delete")
+        change = changes.RemoveDnsRecordFromStack(self.ctx, instance_id, name="dns.delete")
         return self._template_change("delete_dns_record", change)

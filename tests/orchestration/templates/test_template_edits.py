@@ -6,15 +6,14 @@ from __future__ import annotations
 import copy
 
 from cellar.domain.specs import RuleSpec
-from cellar.orchestration.templates.instance import (
-    instance_template,
-    security_group_rule,
+from cellar.orchestration.templates.edits import (
     server_network,
     template_rules,
     with_dns_record,
     with_rules,
     without_dns_record,
 )
+from cellar.orchestration.templates.instance import instance_template, security_group_rule
 from orchestration.templates.helpers import assert_references_exist, spec
 
 EXTRA = RuleSpec("tcp", 5432, 5432, "192.0.2.0/24")
