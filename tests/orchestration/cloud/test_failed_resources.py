@@ -201,3 +201,27 @@ def test_a_server_in_error_is_not_adopted(
     new.handle_create()
     assert new.physical_id not in ("", old.physical_id)
     assert new.data["server_id"] == new.physical_id
+
+
+def test_a_server_whose_id_was_never_recorded_is_kept_once(
+    stacks: LocalStackService, services: Services
+) -> None:
+    """The engine died between the cloud making the server and the record learning its id
+    (the record holds the engine's placeholder id). The retried update replaces the
+    record, whose create finds the server by name and adopts it; the old record's delete
+    must not then delete that same server by name."""
+    stack_id = created(stacks)
+    [server] = services.compute.list_servers()
+    store = stacks.engine.store
+    server_record = record(stacks, stack_id, "server")
+    server_record.physical_id = "placeholder-never-a-server"
+    server_record.data = {}
+    store.save_resource(server_record)
+    interrupt(stacks, stack_id, "CREATE", "server")
+
+    stacks.update(stack_id)
+    stack = settled(stacks, stack_id)
+    assert stack.status == "UPDATE_COMPLETE", stack.status_reason
+    [after] = services.compute.list_servers()
+    assert after.id == server.id and after.status is ServerStatus.ACTIVE
+    assert record(stacks, stack_id, "server").physical_id == server.id

@@ -157,7 +157,9 @@ class Server(CloudResource):
         # never learned its id: find it by name, so a rollback leaves nothing behind. Once
         # the id is known, a server of the same name is another one (the replacement).
         found = None if self.data.get(_SERVER_ID) else compute.find_server(self._name())
-        if found is not None:
+        # An old half of a replacement shares its name with its successor, whose create
+        # adopts a healthy server of that name: only a broken one can still be this one's.
+        if found is not None and not (self.replaced and found.status not in _BROKEN):
             ids.add(found.id)
         for server_id in ids:
             with contextlib.suppress(NotFound):

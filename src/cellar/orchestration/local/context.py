@@ -106,6 +106,7 @@ def make_plugin(
 ) -> Resource:
     plugin = cls(record.name, properties, record.physical_id, dict(record.data))
     plugin.stack_id = record.stack_id
+    plugin.replaced = not record.current
     return plugin
 
 

@@ -57,6 +57,9 @@ class Resource:
         self.physical_id = physical_id
         self.data = data  # persisted by the engine after every action
         self.stack_id = ""  # set by the engine before any action
+        # Set by the engine for the old half of a replacement: a successor of the same
+        # name exists, so a lookup by name may find the successor's resource.
+        self.replaced = False
 
     # Signals (Heat's handle_signal): only types that accept signals override these.
 
