@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import socket
@@ -120,3 +121,19 @@ def wait_until(what: str, check: object, timeout: float = 120, every: float = 0.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(every)
+
+
+def holds_name(state_dir: str | Path, name: str) -> bool:
+    """Whether a live `cellar taskmanager --name NAME` holds its name's lock. It takes it
+    only after installing its signal handlers, so from then on a SIGTERM stops it cleanly;
+    before that (a fresh clone compiles and migrates for seconds) SIGTERM kills it."""
+    path = Path(state_dir) / "taskmanagers" / f"{name}.lock"
+    if not path.exists():
+        return False
+    with path.open("ab") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

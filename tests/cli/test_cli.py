@@ -6,7 +6,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from click.testing import CliRunner
 
 from cellar.cli import main
 from cellar.drivers.fake import FakeCloud
-from serving import cellar, cellar_env, serving
+from serving import cellar, cellar_env, holds_name, serving, wait_until
 
 
 @pytest.fixture
@@ -94,8 +93,16 @@ def test_unknown_resource_manager_is_refused_with_the_option_named(env: dict[str
 
 
 def test_taskmanager_stops_on_sigterm_and_dies_with_serve(env: dict[str, str]) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "cellar", "taskmanager"], env=env)
-    time.sleep(2)  # running its loops
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cellar", "taskmanager", "--name", "tm-sig"], env=env
+    )
+    wait_until(
+        "the task manager to hold its name",
+        lambda: proc.poll() is not None or holds_name(env["CELLAR_STATE_DIR"], "tm-sig"),
+        timeout=60,
+        every=0.05,
+    )
+    assert proc.poll() is None, "the task manager ended before it was running"
     # Twice at once, as when `cellar serve` stops it and then dies (PDEATHSIG).
     for _ in range(20):
         proc.send_signal(signal.SIGTERM)

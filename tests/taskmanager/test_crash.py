@@ -36,12 +36,16 @@ class Processes:
         self.settings = settings
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def taskmanager(self, name: str) -> subprocess.Popen[bytes]:
+    def taskmanager(self, name: str, log: Path | None = None) -> subprocess.Popen[bytes]:
+        """A `cellar taskmanager --name NAME`; with `log`, its INFO lines go to that file."""
         env = settings_env(self.settings)
-        env["CELLAR_LOG_LEVEL"] = "WARNING"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "cellar", "taskmanager", "--name", name], env=env
-        )
+        env["CELLAR_LOG_LEVEL"] = "WARNING" if log is None else "INFO"
+        with open(log or os.devnull, "ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cellar", "taskmanager", "--name", name],
+                env=env,
+                stderr=None if log is None else out,
+            )
         self.procs.append(proc)
         return proc
 
@@ -174,14 +178,18 @@ def test_a_task_manager_waits_for_the_previous_process_of_its_name(
     first = procs.taskmanager("tm-a")
     iid = plane.create()
     wait_until("the create to run", lambda: plane.cloud.call_count("volume.create_volume") >= 1)
-    second = procs.taskmanager("tm-a")
+    log = plane.settings.state_dir / "second.log"
+    second = procs.taskmanager("tm-a", log=log)
 
     def attempts() -> int:
         with transaction(make_session_factory(plane.engine), readonly=True) as session:
             job = session.scalars(select(Job).where(Job.instance_id == iid)).one()
             return job.attempts
 
-    time.sleep(1.5)  # the second would have taken the job back by now
+    wait_until(
+        "the second process to wait for the name",
+        lambda: "waiting for the previous process" in log.read_text() or second.poll() is not None,
+    )
     assert second.poll() is None and attempts() == 1
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
