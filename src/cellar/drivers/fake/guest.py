@@ -11,6 +11,7 @@ from __future__ import annotations
 import secrets
 from contextlib import AbstractContextManager
 
+from cellar.domain.replication import ReplicationSpec
 from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers.fake.cloud import FakeCloud
@@ -44,7 +45,14 @@ class FakeGuest(GuestDriver):
     def _call(self, method: str) -> AbstractContextManager[Tx]:
         return self._cloud.call(f"guest.{method}")
 
-    def prepare(self, instance_id: str, *, server_id: str, spec: InstanceSpec) -> None:
+    def prepare(
+        self,
+        instance_id: str,
+        *,
+        server_id: str,
+        spec: InstanceSpec,
+        replication: ReplicationSpec | None = None,
+    ) -> None:
         """Start the datastore (BUILDING, then RUNNING); a repeat on the same server is a no-op."""
         with self._call("prepare") as tx:
             server = tx.get(SERVER, server_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from cellar.domain.replication import ReplicationSpec, ReplicationStatus
 from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServiceStatus
 from cellar.drivers.base import DriverError, DriverOperationNotSupported
@@ -48,8 +49,16 @@ class GuestDriver(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def prepare(self, instance_id: str, *, server_id: str, spec: InstanceSpec) -> None:
-        """Ask the guest to set up the datastore (asynchronous: poll `status`)."""
+    def prepare(
+        self,
+        instance_id: str,
+        *,
+        server_id: str,
+        spec: InstanceSpec,
+        replication: ReplicationSpec | None = None,
+    ) -> None:
+        """Ask the guest to set up the datastore (asynchronous: poll `status`). With
+        `replication`, as a primary of a group or as a replica copied from its primary."""
 
     @abc.abstractmethod
     def status(self, instance_id: str) -> GuestStatus: ...
@@ -71,6 +80,37 @@ class GuestDriver(abc.ABC):
         """Give the datastore's superuser a new password; returns (user name, password).
         The password is kept nowhere: the caller gets it once (Trove's `POST .../root`)."""
         raise DriverOperationNotSupported(self.name, "enable_root")
+
+    # Replication (clusters and `replica_of`).
+
+    def replication_password(self, group_id: str) -> str:
+        """The replication role's password for a group (cluster or primary): derived from
+        the group id, the same on every call, stored nowhere."""
+        raise DriverOperationNotSupported(self.name, "replication_password")
+
+    def replication_status(self, instance_id: str) -> ReplicationStatus:
+        """Role, WAL position and (on a primary) each slot's standby and lag."""
+        raise DriverOperationNotSupported(self.name, "replication_status")
+
+    def promote(self, instance_id: str) -> None:
+        """Make a replica a primary; returns once it takes writes. GuestError on a primary."""
+        raise DriverOperationNotSupported(self.name, "promote")
+
+    def follow(self, instance_id: str, replication: ReplicationSpec) -> None:
+        """Stream from another primary: a replica is re-pointed; a former primary (stopped
+        or running) is rewound (`pg_rewind`) to the new primary's timeline and started as
+        its standby. Returns once the datastore runs as a standby."""
+        raise DriverOperationNotSupported(self.name, "follow")
+
+    def drop_replication_slot(self, instance_id: str, slot: str) -> None:
+        """On a primary: drop `slot` (a removed replica's); nothing if it does not exist."""
+        raise DriverOperationNotSupported(self.name, "drop_replication_slot")
+
+    def stopped_lsn(self, instance_id: str) -> int:
+        """The WAL position a cleanly stopped datastore ended at (its last checkpoint's),
+        read from the control file: a switchover waits for the new primary to have
+        replayed up to it. GuestError if the datastore is running."""
+        raise DriverOperationNotSupported(self.name, "stopped_lsn")
 
     @abc.abstractmethod
     def forget(self, instance_id: str) -> None:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from cellar.config import Settings
+from cellar.domain.replication import ReplicationSpec
 from cellar.domain.specs import InstanceSpec, resource_name
 from cellar.domain.status import ServiceStatus
 from cellar.drivers.base import ServiceUnavailable
@@ -190,7 +191,14 @@ class LocalGuestDriver(GuestDriver):
 
     # The GuestDriver interface.
 
-    def prepare(self, instance_id: str, *, server_id: str, spec: InstanceSpec) -> None:
+    def prepare(
+        self,
+        instance_id: str,
+        *,
+        server_id: str,
+        spec: InstanceSpec,
+        replication: ReplicationSpec | None = None,
+    ) -> None:
         server = self.state.get(SERVER, server_id)
         if server is None:
             raise GuestError(f"Cannot prepare instance {instance_id}: no server {server_id}.")
