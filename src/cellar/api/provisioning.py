@@ -4,6 +4,7 @@ row, its security group and rules, and the provision job written in one transact
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -31,18 +32,19 @@ def resolve_flavor(session: Session, *, ref: str, field: str) -> Flavor:
 
 
 def resolve_version(
-    session: Session, *, ref: DatastoreRef | None
+    session: Session, *, ref: DatastoreRef | None, prefix: str = "instance"
 ) -> tuple[Datastore, DatastoreVersion]:
-    """The datastore and version asked for, by id or name; the defaults when not given."""
+    """The datastore and version asked for, by id or name; the defaults when not given.
+    Errors name `<prefix>.datastore.*`."""
     ds_ref = ref.type if ref is not None and ref.type else DEFAULT_DATASTORE
     version_ref = ref.version if ref is not None else None
     try:
         datastore = catalog.get_datastore(session, id_or_name=ds_ref)
     except NotFound:
         raise BadRequest(
-            "instance.datastore.type", f"datastore {ds_ref!r} does not exist"
+            f"{prefix}.datastore.type", f"datastore {ds_ref!r} does not exist"
         ) from None
-    field = "instance.datastore.version"
+    field = f"{prefix}.datastore.version"
     if version_ref is None:
         if datastore.default_version_id is None:
             raise BadRequest(
@@ -86,48 +88,29 @@ def provision(
     datastore, version = resolve_version(session, ref=request.datastore)
     access = request.access
     cidrs = tuple(access.allowed_cidrs or ()) if access is not None else ()
-    spec = InstanceSpec(
-        instance_id=str(uuid.uuid4()),
+    spec = new_spec(
         name=request.name,
         project_id=project_id,
-        flavor=catalog.flavor_spec(flavor),
+        flavor=flavor,
         volume_size_gb=request.volume.size,
-        datastore=datastore.name,
-        datastore_version=version.name,
-        image=version.image,
-        ports=catalog.version_ports(version),
+        datastore=datastore,
+        version=version,
         allowed_cidrs=cidrs or DEFAULT_CIDRS,
+        dns_zone=settings.dns_zone,
         databases=tuple(
             DatabaseSpec(d.name, d.character_set, d.collate) for d in request.databases
         ),
         users=tuple(
             UserSpec(u.name, u.password, tuple(d.name for d in u.databases)) for u in request.users
         ),
-        dns_zone=settings.dns_zone,
     )
-    row = create_instance(
+    row = write_instance(
         session,
-        id=spec.instance_id,
-        tenant_id=project_id,
-        name=spec.name,
-        hostname=spec.hostname,
+        spec=spec,
         flavor_id=flavor.id,
-        volume_size=spec.volume_size_gb,
-        datastore_version_id=version.id,
-        addresses=[],
-        access={
-            "is_public": access.is_public if access is not None else False,
-            "allowed_cidrs": list(spec.allowed_cidrs),
-        },
+        version_id=version.id,
+        is_public=access.is_public if access is not None else False,
         provisioning_engine=provisioning_engine,
-    )
-    create_security_group(
-        session,
-        instance_id=spec.instance_id,
-        project_id=project_id,
-        name=spec.resource_name,
-        description=f"Security group of instance {spec.instance_id}",
-        rules=spec.ingress_rules(),
     )
     submit_job(
         session,
@@ -136,3 +119,69 @@ def provision(
         args={"spec": spec_to_dict(spec)},
     )
     return row, (datastore.name, version.name)
+
+
+def new_spec(
+    *,
+    name: str,
+    project_id: str,
+    flavor: Flavor,
+    volume_size_gb: int,
+    datastore: Datastore,
+    version: DatastoreVersion,
+    allowed_cidrs: tuple[str, ...],
+    dns_zone: str,
+    **extra: Any,
+) -> InstanceSpec:
+    """The spec of a new instance (a new id), from the catalog rows a request resolved."""
+    return InstanceSpec(
+        instance_id=str(uuid.uuid4()),
+        name=name,
+        project_id=project_id,
+        flavor=catalog.flavor_spec(flavor),
+        volume_size_gb=volume_size_gb,
+        datastore=datastore.name,
+        datastore_version=version.name,
+        image=version.image,
+        ports=catalog.version_ports(version),
+        allowed_cidrs=allowed_cidrs,
+        dns_zone=dns_zone,
+        **extra,
+    )
+
+
+def write_instance(
+    session: Session,
+    *,
+    spec: InstanceSpec,
+    flavor_id: str,
+    version_id: str,
+    is_public: bool,
+    provisioning_engine: str,
+    cluster_id: str | None = None,
+) -> Instance:
+    """The instance row (task BUILDING), its security group and its rules."""
+    row = create_instance(
+        session,
+        id=spec.instance_id,
+        tenant_id=spec.project_id,
+        name=spec.name,
+        hostname=spec.hostname,
+        flavor_id=flavor_id,
+        volume_size=spec.volume_size_gb,
+        datastore_version_id=version_id,
+        addresses=[],
+        access={"is_public": is_public, "allowed_cidrs": list(spec.allowed_cidrs)},
+        provisioning_engine=provisioning_engine,
+        cluster_id=cluster_id,
+        replica_of_id=spec.replica_of,
+    )
+    create_security_group(
+        session,
+        instance_id=spec.instance_id,
+        project_id=spec.project_id,
+        name=spec.resource_name,
+        description=f"Security group of instance {spec.instance_id}",
+        rules=spec.ingress_rules(),
+    )
+    return row

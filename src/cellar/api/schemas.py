@@ -217,3 +217,57 @@ class RuleUpdate(StrictModel):
 
 class RuleUpdateRequest(StrictModel):
     security_group_rule: RuleUpdate
+
+
+MAX_CLUSTER_MEMBERS = 16
+
+
+class ClusterMember(StrictModel):
+    """One member of `POST /clusters` or of a grow: its own flavor and volume."""
+
+    flavorRef: Reference
+    volume: VolumeCreate
+    name: Name | None = None
+    # Trove's member `type` (a role hint for other datastores); PostgreSQL members are all
+    # of one kind, the first being the primary.
+    type: Word | None = None
+
+
+def _distinct_member_names(members: list[ClusterMember]) -> list[ClusterMember]:
+    _no_duplicates([m.name for m in members if m.name is not None], "member name")
+    return members
+
+
+Members = Annotated[
+    list[ClusterMember],
+    Field(min_length=1, max_length=MAX_CLUSTER_MEMBERS),
+    AfterValidator(_distinct_member_names),
+]
+
+
+class ClusterCreate(StrictModel):
+    name: Name
+    datastore: DatastoreRef | None = None
+    instances: Members
+    access: Access | None = None
+
+
+class ClusterCreateRequest(StrictModel):
+    cluster: ClusterCreate
+
+
+class ShrinkMember(StrictModel):
+    id: Name
+
+
+class ClusterAction(StrictModel):
+    """`{"grow": [...]}` or `{"shrink": [{"id"}]}`: exactly one."""
+
+    grow: Members | None = None
+    shrink: Annotated[list[ShrinkMember], Field(min_length=1)] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> ClusterAction:
+        if (self.grow is None) == (self.shrink is None):
+            raise PydanticCustomError("action", "give exactly one of grow or shrink")
+        return self

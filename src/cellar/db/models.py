@@ -75,10 +75,33 @@ class Instance(Base):
     guest_heartbeat_sent: Mapped[float | None] = mapped_column(Float)
     access: Mapped[dict[str, Any]] = mapped_column(default=dict)
     configuration_id: Mapped[str | None] = mapped_column(String(36))
-    cluster_id: Mapped[str | None] = mapped_column(String(36))
+    cluster_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # The primary this instance replicates (Trove's `slave_of_id`); None for a primary.
+    replica_of_id: Mapped[str | None] = mapped_column(String(36), index=True)
     provisioning_engine: Mapped[str] = mapped_column(
         String(36), default="native", server_default="native"
     )
+    stack_id: Mapped[str | None] = mapped_column(String(36))
+    fault_message: Mapped[str | None] = mapped_column(Text)
+    fault_details: Mapped[str | None] = mapped_column(Text)
+    fault_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Cluster(Base):
+    """A primary and its replicas (`cellar.domain.clusters`); each member is an instance
+    row with `cluster_id`, the primary the one with no `replica_of_id`."""
+
+    __tablename__ = "clusters"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    datastore_version_id: Mapped[str] = mapped_column(ForeignKey("datastore_versions.id"))
+    task_status: Mapped[str] = mapped_column(String(64))
+    provisioning_engine: Mapped[str] = mapped_column(String(36), default="native")
     stack_id: Mapped[str | None] = mapped_column(String(36))
     fault_message: Mapped[str | None] = mapped_column(Text)
     fault_details: Mapped[str | None] = mapped_column(Text)

@@ -78,6 +78,11 @@ class InstanceSpec:
     users: tuple[UserSpec, ...] = ()
     dns_zone: str = "cellar.internal"
     extra: dict[str, str] = field(default_factory=dict)
+    # Replication: the group (a cluster's id, or the primary's id for `replica_of`) whose
+    # replication password the guest gets, and the primary this member copies (None for
+    # the primary itself). Neither set: a lone instance.
+    replication_group: str | None = None
+    replica_of: str | None = None
 
     @property
     def resource_name(self) -> str:

@@ -66,6 +66,8 @@ class InstanceRecord:
     server_status: ServerStatus | None
     service_status: ServiceStatus
     created: datetime
+    cluster_id: str | None = None
+    replica_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,9 @@ class InstanceStore(Protocol):
     """
 
     def get(self, instance_id: str) -> InstanceRecord: ...
+
+    def cluster_members(self, cluster_id: str) -> tuple[InstanceRecord, ...]:
+        """The cluster's live members, the primary first."""
 
     def record_resources(self, instance_id: str, **ids: Any) -> None:
         """Store cloud ids as soon as they exist: compute_instance_id, volume_id,

@@ -11,6 +11,7 @@ from taskflow import task
 from taskflow.patterns import linear_flow
 
 from cellar.domain.errors import CellarError, TransientError
+from cellar.domain.replication import ReplicationSpec, Role, slot_name
 from cellar.domain.specs import InstanceSpec, instance_hostname
 from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers.guest.base import GuestStatus
@@ -165,9 +166,35 @@ class PrepareGuest(CellarTask):
         status = self.call(self.services.guest.status, self.instance_id).service
         if status in (ServiceStatus.NEW, ServiceStatus.UNKNOWN):
             self.call(
-                self.services.guest.prepare, self.instance_id, server_id=server_id, spec=self.spec
+                self.services.guest.prepare,
+                self.instance_id,
+                server_id=server_id,
+                spec=self.spec,
+                replication=replication_for(self.ctx, self.spec),
             )
         self.ctx.store.set_service_status(self.instance_id, ServiceStatus.BUILDING)
+
+
+def replication_for(ctx: ManagerContext, spec: InstanceSpec) -> ReplicationSpec | None:
+    """A member's place in its replication group, as its guest is told at prepare: the
+    primary's address is read when the replica is prepared (the primary is up by then)."""
+    if spec.replication_group is None:
+        return None
+    password = ctx.services.guest.replication_password(spec.replication_group)
+    if spec.replica_of is None:
+        return ReplicationSpec(Role.PRIMARY, password)
+    primary = ctx.store.get(spec.replica_of)
+    if not primary.addresses:
+        raise CellarError(
+            f"The primary {spec.replica_of} of instance {spec.instance_id} has no address."
+        )
+    return ReplicationSpec(
+        Role.REPLICA,
+        password,
+        primary_address=primary.addresses[0],
+        primary_port=spec.ports[0] if spec.ports else 5432,
+        slot=slot_name(spec.instance_id),
+    )
 
 
 class WaitForGuest(CellarTask):

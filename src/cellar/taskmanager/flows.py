@@ -14,6 +14,7 @@ from cellar.domain.specs import flavor_from_dict, rule_from_dict, spec_from_dict
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import ResourceManager
 from cellar.resource_managers.common import OperationCancelled, restart_flow
+from cellar.taskmanager.cluster_flows import cluster_steps
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
 
@@ -73,7 +74,10 @@ def build_flow(manager: ResourceManager, store: DbInstanceStore, job: Job) -> An
     """The whole flow of `job`. Deterministic: a resumed job gets the same atoms."""
     kind, iid, args = JobKind(job.kind), job.instance_id or "", job.args
     finish = FinishTask(store, iid, name="instance.ready")
-    if kind is JobKind.PROVISION_INSTANCE:
+    steps: list[Any]
+    if kind.is_cluster:
+        steps = cluster_steps(manager, store, job)
+    elif kind is JobKind.PROVISION_INSTANCE:
         steps = [manager.provision_instance(spec_from_dict(args["spec"])), finish]
     elif kind is JobKind.RESIZE_FLAVOR:
         steps = [manager.resize_flavor(iid, flavor_from_dict(args["flavor"])), finish]

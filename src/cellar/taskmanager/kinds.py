@@ -9,6 +9,14 @@
 - add_security_group_rule (task unchanged): {"rule_id": str, "rule": rule_to_dict(RuleSpec)}
 - delete_security_group_rule (task unchanged): {"rule_id": str}
 - update_security_group_rule_cidr (task unchanged): {"rule_id": str, "cidr": str}
+
+Cluster jobs carry the cluster's id in `jobs.instance_id` (one job per cluster at a time;
+their events are the cluster's):
+- provision_cluster (cluster BUILDING, members BUILDING): {"members": [spec dicts]}, the
+  primary first
+- grow_cluster (GROWING_CLUSTER, new members BUILDING): {"members": [spec dicts]}
+- shrink_cluster (SHRINKING_CLUSTER, removed members DELETING): {"instance_ids": [str]}
+- delete_cluster (DELETING, every member DELETING): {}
 """
 
 from __future__ import annotations
@@ -26,3 +34,11 @@ class JobKind(enum.Enum):
     ADD_SECURITY_GROUP_RULE = "add_security_group_rule"
     DELETE_SECURITY_GROUP_RULE = "delete_security_group_rule"
     UPDATE_SECURITY_GROUP_RULE_CIDR = "update_security_group_rule_cidr"
+    PROVISION_CLUSTER = "provision_cluster"
+    GROW_CLUSTER = "grow_cluster"
+    SHRINK_CLUSTER = "shrink_cluster"
+    DELETE_CLUSTER = "delete_cluster"
+
+    @property
+    def is_cluster(self) -> bool:
+        return self.value.endswith("_cluster")

@@ -39,6 +39,7 @@ from cellar.orchestration.local.service import LocalStackService
 from cellar.resource_managers import manager_class
 from cellar.resource_managers.base import ManagerContext, ResourceManager
 from cellar.resource_managers.common import OperationCancelled
+from cellar.taskmanager.cluster_flows import record_cluster_failure
 from cellar.taskmanager.flows import build_flow, failure_task
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.persistence import SqlPathBackend
@@ -271,6 +272,15 @@ class TaskManager:
     def _fail(
         self, job: Job, kind: JobKind, step: str | None, *, reverted: bool, error: BaseException
     ) -> None:
+        if kind.is_cluster:
+            message = str(error) or type(error).__name__
+            try:
+                record_cluster_failure(self.store, job, message, _details(error))
+            finally:
+                with transaction(self.sessions) as s:
+                    jobs_repo.finish_job(s, job_id=job.id, owner=self.name, error=message)
+                self._drop_logbook(job)
+            return
         iid = job.instance_id
         # A delete asked while this job ran: the delete job that follows owns the task.
         cancelled = isinstance(error, OperationCancelled) or (

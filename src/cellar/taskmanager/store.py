@@ -15,10 +15,12 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cellar.db import clusters as clusters_repo
 from cellar.db import instances as repo
 from cellar.db.engine import READONLY, transaction, write_lock
 from cellar.db.events import event_insert
 from cellar.db.models import Instance, SecurityGroup, SecurityGroupRule
+from cellar.domain.clusters import ClusterTask
 from cellar.domain.errors import NotFound
 from cellar.domain.specs import RuleSpec
 from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus
@@ -27,6 +29,26 @@ from cellar.resource_managers.base import InstanceRecord, RuleRecord
 INSTANCES = cast(Table, Instance.__table__)
 GROUPS = cast(Table, SecurityGroup.__table__)
 RULES = cast(Table, SecurityGroupRule.__table__)
+
+
+def _record(row: Any) -> InstanceRecord:
+    return InstanceRecord(
+        id=row.id,
+        name=row.name,
+        flavor_id=row.flavor_id,
+        volume_size=row.volume_size,
+        provisioning_engine=row.provisioning_engine,
+        compute_instance_id=row.compute_instance_id,
+        volume_id=row.volume_id,
+        security_group_id=row.security_group_id,
+        dns_record_id=row.dns_record_id,
+        stack_id=row.stack_id,
+        addresses=tuple(row.addresses or ()),
+        task=row.task_status,
+        server_status=ServerStatus(row.server_status) if row.server_status else None,
+        service_status=ServiceStatus(row.service_status),
+        created=row.created,
+    )
 
 
 class DbInstanceStore:
@@ -60,23 +82,17 @@ class DbInstanceStore:
             row = conn.execute(select(INSTANCES).where(INSTANCES.c.id == instance_id)).first()
         if row is None:
             raise NotFound("Instance", instance_id)
-        return InstanceRecord(
-            id=row.id,
-            name=row.name,
-            flavor_id=row.flavor_id,
-            volume_size=row.volume_size,
-            provisioning_engine=row.provisioning_engine,
-            compute_instance_id=row.compute_instance_id,
-            volume_id=row.volume_id,
-            security_group_id=row.security_group_id,
-            dns_record_id=row.dns_record_id,
-            stack_id=row.stack_id,
-            addresses=tuple(row.addresses or ()),
-            task=row.task_status,
-            server_status=ServerStatus(row.server_status) if row.server_status else None,
-            service_status=ServiceStatus(row.service_status),
-            created=row.created,
-        )
+        return _record(row)
+
+    def cluster_members(self, cluster_id: str) -> tuple[InstanceRecord, ...]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(INSTANCES)
+                .where(INSTANCES.c.cluster_id == cluster_id, INSTANCES.c.deleted.is_(False))
+                .order_by(INSTANCES.c.created, INSTANCES.c.id)
+            ).all()
+        records = [_record(r) for r in rows]
+        return tuple(sorted(records, key=lambda r: r.replica_of is not None))
 
     def record_resources(self, instance_id: str, **ids: Any) -> None:
         if "task_status" in ids:
@@ -195,3 +211,33 @@ class DbInstanceStore:
         """One event row (`db.events.event_insert`'s fields), in its own transaction."""
         with self._write() as conn:
             conn.execute(event_insert(**fields))
+
+    # Clusters (their jobs carry the cluster's id in `jobs.instance_id`).
+
+    def cluster_task(self, cluster_id: str) -> ClusterTask:
+        with transaction(self.sessions, readonly=True) as s:
+            row = clusters_repo.get_cluster(s, cluster_id=cluster_id, deleted=True)
+            return ClusterTask.named(row.task_status)
+
+    def mark_cluster_deleted(self, cluster_id: str) -> None:
+        self.change_cluster_task(
+            cluster_id, ClusterTask.DELETED, deleted=True, deleted_at=repo.utcnow()
+        )
+
+    def change_cluster_task(self, cluster_id: str, target: ClusterTask, **values: Any) -> None:
+        with transaction(self.sessions) as s:
+            clusters_repo.change_cluster_task(s, cluster_id=cluster_id, target=target, **values)
+
+    def record_cluster_fault(self, cluster_id: str, message: str, details: str) -> None:
+        with transaction(self.sessions) as s:
+            clusters_repo.update_cluster(
+                s,
+                cluster_id=cluster_id,
+                fault_message=message,
+                fault_details=details,
+                fault_at=repo.utcnow(),
+            )
+
+    def finish_member(self, instance_id: str) -> None:
+        """A member built (or changed) by a cluster job is idle again."""
+        self.change_task(instance_id, InstanceTask.NONE, fault_message=None, fault_details=None)

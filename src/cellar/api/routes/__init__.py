@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from cellar.api.routes import (
     actions,
+    clusters,
     datastores,
     events,
     flavors,
@@ -30,6 +31,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     security_groups.router,
     security_group_rules.router,
     root.router,
+    clusters.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]

@@ -46,6 +46,9 @@ class InstanceView(View):
     access: dict[str, Any]
     provisioning_engine: str
     stack_id: str | None
+    cluster_id: str | None = omitted_if_none()
+    # Trove's replication fields: the primary this instance replicates, and its replicas.
+    replica_of: dict[str, Any] | None = omitted_if_none()
     fault: FaultView | None = omitted_if_none()
 
 
@@ -96,5 +99,14 @@ def instance_view(
         access=dict(row.access or {}),
         provisioning_engine=row.provisioning_engine,
         stack_id=row.stack_id,
+        cluster_id=row.cluster_id,
+        replica_of=(
+            {
+                "id": row.replica_of_id,
+                "links": linker.links(row.tenant_id, "instances", row.replica_of_id),
+            }
+            if row.replica_of_id
+            else None
+        ),
         fault=fault,
     )

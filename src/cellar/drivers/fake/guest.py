@@ -8,10 +8,11 @@ agent reports all the time while its server exists (`age_s` 0); once the server 
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from contextlib import AbstractContextManager
 
-from cellar.domain.replication import ReplicationSpec
+from cellar.domain.replication import ReplicaLag, ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers.fake.cloud import FakeCloud
@@ -73,6 +74,7 @@ class FakeGuest(GuestDriver):
                 "datastore": spec.datastore,
                 "datastore_version": spec.datastore_version,
                 **settle_in(ServiceStatus.BUILDING.value, tx.now, self._cloud.latency_s),
+                **self._replication_data(tx, instance_id, replication),
             }
             tx.insert(Row(_key(instance_id), GUEST, instance_id, server_id, data))
 
@@ -109,6 +111,59 @@ class FakeGuest(GuestDriver):
         with self._call("enable_root") as tx:
             self._reachable(tx, instance_id)
             return "root", secrets.token_urlsafe(18)
+
+    # Replication: roles and slots kept in the guest rows; what PostgreSQL refuses is
+    # refused (a replica whose primary does not answer, a promote of a primary).
+
+    def replication_password(self, group_id: str) -> str:
+        return hashlib.sha256(f"fake-replication:{group_id}".encode()).hexdigest()[:32]
+
+    def _replication_data(
+        self, tx: Tx, instance_id: str, replication: ReplicationSpec | None
+    ) -> JSON:
+        if replication is None:
+            return {}
+        primary_id = None
+        if replication.role is Role.REPLICA:
+            primary = self._at_address(tx, replication.primary_address or "")
+            if primary is None or primary.data.get("role") != Role.PRIMARY.value:
+                raise GuestError(
+                    f"Cannot prepare instance {instance_id}: no primary answers at "
+                    f"{replication.primary_address}:{replication.primary_port}."
+                )
+            primary_id = primary.name
+        return {"role": replication.role.value, "primary": primary_id, "slot": replication.slot}
+
+    def _at_address(self, tx: Tx, address: str) -> Row | None:
+        for guest in tx.all(GUEST):
+            server = tx.get(SERVER, str(guest.parent))
+            if server is not None and address in server.data.get("addresses", []):
+                return guest
+        return None
+
+    def replication_status(self, instance_id: str) -> ReplicationStatus:
+        with self._call("replication_status") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            role = Role(guest.data.get("role") or Role.PRIMARY.value)
+            if role is Role.REPLICA:
+                return ReplicationStatus(role, lsn=0, timeline=1, receive_lsn=0)
+            replicas = tuple(
+                ReplicaLag(str(g.data.get("slot")), True, None, "streaming", 0)
+                for g in tx.all(GUEST)
+                if g.data.get("primary") == instance_id
+            )
+            return ReplicationStatus(role, lsn=0, timeline=1, replicas=replicas)
+
+    def promote(self, instance_id: str) -> None:
+        with self._call("promote") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            if guest.data.get("role") != Role.REPLICA.value:
+                raise GuestError(f"Instance {instance_id} is not a replica: nothing to promote.")
+            tx.update(guest.changed(role=Role.PRIMARY.value, primary=None))
+
+    def drop_replication_slot(self, instance_id: str, slot: str) -> None:
+        with self._call("drop_replication_slot") as tx:
+            self._reachable(tx, instance_id)
 
     def forget(self, instance_id: str) -> None:
         with self._call("forget") as tx:

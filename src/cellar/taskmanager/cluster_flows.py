@@ -1,0 +1,116 @@
+"""Cluster jobs: the resource manager's cluster flow wrapped in the lifecycle steps of the
+cluster and of its members, and what a failure leaves behind.
+
+A failed build or grow is reverted by its flow (every member step removes what it made),
+then the cluster is ERROR with the fault and its new members ERROR: nothing is left on
+the cloud, and a delete (or a shrink of the failed members) cleans up the rows.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taskflow import task
+
+from cellar.db.models import Job
+from cellar.domain.clusters import ClusterTask
+from cellar.domain.errors import CellarError
+from cellar.domain.specs import spec_from_dict
+from cellar.domain.status import InstanceTask
+from cellar.resource_managers.base import ResourceManager
+from cellar.taskmanager.kinds import JobKind
+from cellar.taskmanager.store import DbInstanceStore
+
+
+class _ClusterStep(task.Task):  # type: ignore[misc]
+    def __init__(
+        self, store: DbInstanceStore, cluster_id: str, member_ids: tuple[str, ...], *, name: str
+    ) -> None:
+        super().__init__(name=name)
+        self.store = store
+        self.cluster_id = cluster_id
+        self.member_ids = member_ids
+
+
+class FinishMembers(_ClusterStep):
+    """The members this job built are idle (ACTIVE once their guests report RUNNING)."""
+
+    def execute(self) -> None:
+        for iid in self.member_ids:
+            if not self.store.is_deleting(iid):
+                self.store.finish_member(iid)
+
+
+class FinishCluster(_ClusterStep):
+    def execute(self) -> None:
+        self.store.change_cluster_task(
+            self.cluster_id, ClusterTask.NONE, fault_message=None, fault_details=None
+        )
+
+
+class MarkMembersDeleted(_ClusterStep):
+    def execute(self) -> None:
+        for iid in self.member_ids:
+            if self.store.get(iid).task != InstanceTask.DELETED.value:
+                self.store.mark_deleted(iid)
+
+
+class MarkClusterDeleted(_ClusterStep):
+    def execute(self) -> None:
+        self.store.mark_cluster_deleted(self.cluster_id)
+
+
+def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) -> list[Any]:
+    """The steps of a cluster job. Deterministic: a resumed job gets the same atoms."""
+    kind, cid, args = JobKind(job.kind), job.instance_id or "", job.args
+    if kind in (JobKind.PROVISION_CLUSTER, JobKind.GROW_CLUSTER):
+        members = tuple(spec_from_dict(d) for d in args["members"])
+        ids = tuple(m.instance_id for m in members)
+        if kind is JobKind.PROVISION_CLUSTER:
+            flow = manager.provision_cluster(cid, members)
+        else:
+            flow = manager.grow_cluster(cid, members)
+        return [
+            flow,
+            FinishMembers(store, cid, ids, name="members.ready"),
+            FinishCluster(store, cid, ids, name="cluster.ready"),
+        ]
+    if kind is JobKind.SHRINK_CLUSTER:
+        ids = tuple(args["instance_ids"])
+        return [
+            manager.shrink_cluster(cid, ids),
+            MarkMembersDeleted(store, cid, ids, name="members.deleted"),
+            FinishCluster(store, cid, ids, name="cluster.ready"),
+        ]
+    if kind is JobKind.DELETE_CLUSTER:
+        ids = tuple(args.get("instance_ids") or ())
+        return [
+            manager.delete_cluster(cid),
+            MarkMembersDeleted(store, cid, ids, name="members.deleted"),
+            MarkClusterDeleted(store, cid, ids, name="cluster.deleted"),
+        ]
+    raise ValueError(f"not a cluster job: {job.kind!r}")
+
+
+def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, details: str) -> None:
+    """The cluster is ERROR with the fault, and so are the members the job was working on
+    (unless a delete of the cluster took over meanwhile: the delete job owns them)."""
+    kind, cid = JobKind(job.kind), job.instance_id or ""
+    if kind is not JobKind.DELETE_CLUSTER and store.cluster_task(cid) in (
+        ClusterTask.DELETING,
+        ClusterTask.DELETED,
+    ):
+        return
+    store.record_cluster_fault(cid, message, details)
+    store.change_cluster_task(cid, ClusterTask.ERROR)
+    if kind in (JobKind.PROVISION_CLUSTER, JobKind.GROW_CLUSTER):
+        ids = [d["instance_id"] for d in job.args["members"]]
+    else:
+        ids = list(job.args.get("instance_ids") or ())
+    for iid in ids:
+        try:
+            if store.get(iid).task != InstanceTask.DELETED.value:
+                store.record_fault(iid, message, details)
+                store.change_task(iid, InstanceTask.ERROR)
+        except CellarError:
+            continue
