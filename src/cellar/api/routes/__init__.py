@@ -15,6 +15,7 @@ from cellar.api.routes import (
     flavors,
     guest,
     instances,
+    mgmt,
     root,
     security_group_rules,
     security_groups,
@@ -32,6 +33,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     security_group_rules.router,
     root.router,
     clusters.router,
+    mgmt.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]
