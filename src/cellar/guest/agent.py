@@ -9,9 +9,9 @@ reports the datastore's status to the control plane: a heartbeat every
 Status: BUILDING while a prepare runs, FAILED when the last prepare failed, NEW before
 any datastore exists, else what the datastore's manager reports.
 
-Passwords (the users' and the root password) are never logged; the root password made by
-a prepare is kept in memory only until the control plane reads it once
-(`take_root_password`), and is lost if the agent restarts before that.
+Passwords (the users', the root password and the replication role's) are never logged;
+the root password made by a prepare is kept in memory only until the control plane reads it
+once (`take_root_password`), and is lost if the agent restarts before that.
 """
 
 from __future__ import annotations
@@ -27,12 +27,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cellar.domain.replication import ReplicationStatus, Role
 from cellar.domain.status import ServiceStatus
 from cellar.guest.manager import (
     DatastoreManager,
     GuestCommandError,
+    GuestConflict,
     PrepareRequest,
     parse_prepare,
+    parse_replication,
+    parse_slot,
     read_marker,
     write_marker,
 )
@@ -58,6 +62,51 @@ def preload_managers() -> None:
 
 
 Reply = tuple[int, dict[str, Any]]
+
+
+def replication_body(status: ReplicationStatus) -> dict[str, Any]:
+    """`GET /replication`'s answer (LSNs as byte positions)."""
+    return {
+        "role": status.role.value,
+        "lsn": status.lsn,
+        "timeline": status.timeline,
+        "receive_lsn": status.receive_lsn,
+        "replicas": [
+            {"slot": r.slot, "active": r.active, "address": r.address, "state": r.state,
+             "lag_bytes": r.lag_bytes}
+            for r in status.replicas
+        ],
+    }  # fmt: skip
+
+
+def _follow(manager: DatastoreManager, body: Any) -> dict[str, Any]:
+    spec = parse_replication(body, "")
+    if spec.role is not Role.REPLICA:
+        raise ValueError("role must be replica: a server follows a primary as its replica")
+    manager.follow(spec)
+    return {}
+
+
+def _drop_slot(manager: DatastoreManager, body: Any) -> dict[str, Any]:
+    manager.drop_slot(parse_slot(body.get("slot") if isinstance(body, dict) else None))
+    return {}
+
+
+# The commands on a prepared datastore: what each does, given the request's body, and
+# what it adds to the answer. A ValueError is the body's fault (400).
+COMMANDS: dict[str, Any] = {
+    "stop": lambda m, _b: m.stop() or {},
+    "start": lambda m, _b: m.start() or {},
+    "restart": lambda m, _b: m.restart() or {},
+    "resize_fs": lambda m, _b: m.filesystem(),
+    # The password goes back to the caller and nowhere else (no log).
+    "root": lambda m, _b: {"name": m.superuser, "password": m.enable_root()},
+    "replication": lambda m, _b: replication_body(m.replication_status()),
+    "promote": lambda m, _b: m.promote() or {},
+    "follow": _follow,
+    "drop_slot": _drop_slot,
+    "stopped_lsn": lambda m, _b: {"lsn": m.stopped_lsn()},
+}
 
 
 @dataclass(frozen=True)
@@ -189,8 +238,11 @@ class Agent:
             self._commands.release()
             self._changed.set()
 
-    def command(self, name: str) -> Reply:
-        """stop, start, restart or resize_fs of the prepared datastore (synchronous)."""
+    def command(self, name: str, body: Any = None) -> Reply:
+        """One of `COMMANDS` on the prepared datastore (synchronous)."""
+        action = COMMANDS.get(name)
+        if action is None:
+            return 404, {"error": f"no command {name}"}
         if self._building:
             return 409, {"error": "the datastore is being prepared"}
         if not self._commands.acquire(timeout=120):
@@ -202,22 +254,15 @@ class Agent:
             manager = self._manager
             if manager is None:
                 return 409, {"error": "no datastore has been prepared on this server"}
-            extra: dict[str, Any] = {}
-            if name == "stop":
-                manager.stop()
-            elif name == "start":
-                manager.start()
-            elif name == "restart":
-                manager.restart()
-            elif name == "resize_fs":
-                extra = manager.filesystem()
-            elif name == "root":
-                # The password goes back to the caller and nowhere else (no log).
-                extra = {"name": manager.superuser, "password": manager.enable_root()}
-            else:
-                return 404, {"error": f"no command {name}"}
-            log.info("%s done", name)
+            started = time.monotonic()
+            extra: dict[str, Any] = action(manager, body)
+            if name not in ("replication", "stopped_lsn"):  # reads, polled often
+                log.info("%s done in %.2f s", name, time.monotonic() - started)
             return 200, {"service_status": manager.status().value, **extra}
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        except GuestConflict as exc:
+            return 409, {"error": str(exc)}
         except GuestCommandError as exc:
             log.error("%s failed: %s", name, exc)
             return 500, {"error": str(exc)}

@@ -13,6 +13,13 @@ extra dependency inside the server.
     POST /resize_fs      200 {"service_status", "size_bytes", "free_bytes"}
     GET  /root-password  200 {"password"} once after a prepare, then 404
     POST /root           200 {"name", "password"}: a new superuser password, kept nowhere
+    GET  /replication    200 {"role", "lsn", "timeline", "receive_lsn", "replicas": [{"slot",
+                         "active", "address", "state", "lag_bytes"}]} (LSNs as integers)
+    POST /promote        200 once the replica takes writes | 409 on a primary
+    POST /follow         {"role": "replica", "password", "primary_address", "primary_port",
+                         "slot"}: 200 once it streams from that primary | 400 bad body
+    POST /replication/slots/drop  {"slot"}: 200 (also when there was no such slot)
+    GET  /stopped_lsn    200 {"lsn"} of a cleanly stopped datastore | 409 running or crashed
 
 Anything without the right `X-Cellar-Guest-Secret` is 401. Request bodies are never logged.
 """
@@ -50,6 +57,11 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/resize_fs"): lambda agent, _body: agent.command("resize_fs"),
     ("GET", "/root-password"): _root_password,
     ("POST", "/root"): lambda agent, _body: agent.command("root"),
+    ("GET", "/replication"): lambda agent, _body: agent.command("replication"),
+    ("POST", "/promote"): lambda agent, _body: agent.command("promote"),
+    ("POST", "/follow"): lambda agent, body: agent.command("follow", body),
+    ("POST", "/replication/slots/drop"): lambda agent, body: agent.command("drop_slot", body),
+    ("GET", "/stopped_lsn"): lambda agent, _body: agent.command("stopped_lsn"),
 }
 
 

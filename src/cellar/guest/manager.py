@@ -2,7 +2,9 @@
 
 One manager per datastore (`postgresql.py`, ...). A prepared datastore leaves a marker
 on the volume (`MARKER`: datastore, version, port): after a reboot the agent reads it to
-find its datastore again and start it, whatever the config drive says.
+find its datastore again and start it, whatever the config drive says. A replica's role
+is not in the marker: it is the datastore's own (PostgreSQL's `standby.signal` in its data
+directory), so a reboot brings a replica back as a replica and a promoted one as a primary.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import abc
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cellar.domain.replication import ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import DatabaseSpec, UserSpec
 from cellar.domain.status import ServiceStatus
 
@@ -22,6 +26,11 @@ MARKER = "cellar-datastore.json"
 
 class GuestCommandError(Exception):
     """A command the datastore could not carry out; the message is safe to show."""
+
+
+class GuestConflict(GuestCommandError):
+    """A command that does not apply to the datastore as it is (promote a primary, read
+    the stopped position of a running one): the agent answers 409."""
 
 
 # A prepare request's databases and users are the domain's own value objects.
@@ -37,6 +46,7 @@ class PrepareRequest:
     port: int
     databases: tuple[Database, ...] = ()
     users: tuple[User, ...] = ()
+    replication: ReplicationSpec | None = None
 
 
 def _text(data: dict[str, Any], key: str, where: str, *, optional: bool = False) -> Any:
@@ -48,6 +58,49 @@ def _text(data: dict[str, Any], key: str, where: str, *, optional: bool = False)
     return value
 
 
+def _port(value: Any, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise ValueError(f"{where} must be an integer from 1 to 65535")
+    return value
+
+
+# A slot name (PostgreSQL's rule) and a host name or address: both go into connection
+# strings, so nothing else gets through.
+_SLOT = re.compile(r"[a-z0-9_]{1,63}")
+_HOST = re.compile(r"[A-Za-z0-9_.:-]{1,253}")
+
+
+def parse_slot(value: Any, where: str = "slot") -> str:
+    if not isinstance(value, str) or not _SLOT.fullmatch(value):
+        raise ValueError(f"{where} must be 1 to 63 lowercase letters, digits or _")
+    return value
+
+
+def parse_replication(data: Any, where: str = "replication.") -> ReplicationSpec:
+    """A `replication` object (prepare, follow); ValueError names the field at fault."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{where.rstrip('.')} must be an object")
+    try:
+        role = Role(data.get("role"))
+    except ValueError:
+        raise ValueError(f"{where}role must be one of primary, replica") from None
+    password = _text(data, "password", where)
+    if "\n" in password or "\0" in password:
+        raise ValueError(f"{where}password must be one line")
+    if role is Role.PRIMARY:
+        return ReplicationSpec(role, password)
+    address = _text(data, "primary_address", where)
+    if not _HOST.fullmatch(address):
+        raise ValueError(f"{where}primary_address must be a host name or an IP address")
+    return ReplicationSpec(
+        role,
+        password,
+        primary_address=address,
+        primary_port=_port(data.get("primary_port", 5432), f"{where}primary_port"),
+        slot=parse_slot(data.get("slot"), f"{where}slot"),
+    )
+
+
 def parse_prepare(body: Any) -> PrepareRequest:
     """The request in a `POST /prepare` body; ValueError names the field at fault."""
     if not isinstance(body, dict):
@@ -55,8 +108,7 @@ def parse_prepare(body: Any) -> PrepareRequest:
     ram_mb, port = body.get("ram_mb"), body.get("port")
     if not isinstance(ram_mb, int) or isinstance(ram_mb, bool) or ram_mb < 64:
         raise ValueError("ram_mb must be an integer of at least 64")
-    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
-        raise ValueError("port must be an integer from 1 to 65535")
+    port = _port(port, "port")
     databases, users = body.get("databases", []), body.get("users", [])
     if not isinstance(databases, list) or not all(isinstance(d, dict) for d in databases):
         raise ValueError("databases must be a list of objects")
@@ -88,6 +140,9 @@ def parse_prepare(body: Any) -> PrepareRequest:
             for i, d in enumerate(databases)
         ),
         users=tuple(parsed_users),
+        replication=(
+            None if body.get("replication") is None else parse_replication(body["replication"])
+        ),
     )
 
 
@@ -120,9 +175,10 @@ class DatastoreManager(abc.ABC):
         self.port = port
 
     @abc.abstractmethod
-    def prepare(self, request: PrepareRequest) -> str:
+    def prepare(self, request: PrepareRequest) -> str | None:
         """Make the datastore from nothing and start it; return the new root password
-        (the caller hands it out once and never stores or logs it)."""
+        (the caller hands it out once and never stores or logs it), or None when the
+        datastore is a copy of another's (a replica: its primary's superuser is its own)."""
 
     @abc.abstractmethod
     def start(self) -> None: ...
@@ -145,3 +201,23 @@ class DatastoreManager(abc.ABC):
         """Size and free space of the volume, in bytes (what `resize_fs` reports)."""
         st = os.statvfs(self.data_dir)
         return {"size_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize}
+
+    # Replication: unsupported until a datastore's manager implements it.
+
+    def _unsupported(self, what: str) -> GuestCommandError:
+        return GuestCommandError(f"{type(self).__name__} does not support {what}")
+
+    def replication_status(self) -> ReplicationStatus:
+        raise self._unsupported("replication")
+
+    def promote(self) -> None:
+        raise self._unsupported("promote")
+
+    def follow(self, replication: ReplicationSpec) -> None:
+        raise self._unsupported("follow")
+
+    def drop_slot(self, slot: str) -> None:
+        raise self._unsupported("replication slots")
+
+    def stopped_lsn(self) -> int:
+        raise self._unsupported("stopped_lsn")

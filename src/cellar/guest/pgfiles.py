@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 SUPERUSER = "postgres"
+REPLICATION_USER = "cellar_replicator"  # cellar.domain.replication's
 # cellar's settings, included from postgresql.conf.
 CONF = "cellar.conf"
 # A Unix socket path longer than this does not fit in sockaddr_un (108 bytes with NUL).
@@ -18,9 +19,15 @@ _MAX_SOCKET_PATH = 100
 # in by peer authentication, mapped from the system users in `pg_ident`; everyone else,
 # there or over the network, with a password. The security group decides who reaches
 # the port at all.
+# The replication role streams WAL (`replication`) and pg_rewind reads files through the
+# `postgres` database, from any address the security group lets in (the group's peers).
 PG_HBA = (
     "# Written by the cellar guest agent; the security group decides who gets here.\n"
     f"local all {SUPERUSER} peer map=cellar\n"
+    f"host replication {REPLICATION_USER} 0.0.0.0/0 scram-sha-256\n"
+    f"host replication {REPLICATION_USER} ::/0 scram-sha-256\n"
+    f"host postgres {REPLICATION_USER} 0.0.0.0/0 scram-sha-256\n"
+    f"host postgres {REPLICATION_USER} ::/0 scram-sha-256\n"
     "local all all scram-sha-256\n"
     "host all all 0.0.0.0/0 scram-sha-256\n"
     "host all all ::/0 scram-sha-256\n"
@@ -41,21 +48,70 @@ def memory_settings(ram_mb: int) -> dict[str, str]:
     }
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+# Members of a replication group all allow this many connections: a hot standby refuses
+# to run with fewer than its primary, and any member may become the primary.
+GROUP_MAX_CONNECTIONS = 100
 
 
-def cellar_conf(address: str, port: int, socket_dir: Path, ram_mb: int) -> str:
+def replication_settings(volume_bytes: int) -> dict[str, str]:
+    """What streaming replication and pg_rewind need, on every server (any may become a
+    primary, or a standby). A slot may hold back at most a quarter of the volume's size
+    (at least 64 MB): past that the primary drops the WAL a lagging replica still needs
+    (that replica must then be rebuilt) rather than fill its own volume."""
+    keep_mb = max(64, volume_bytes // 4 >> 20)
+    return {
+        "wal_level": "replica",
+        "max_wal_senders": "10",
+        "max_replication_slots": "10",
+        "max_slot_wal_keep_size": f"{keep_mb}MB",
+        "wal_log_hints": "on",
+        "hot_standby": "on",
+    }
+
+
+def quote(value: str) -> str:
+    """A setting's value as a postgresql.conf string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def cellar_conf(
+    address: str, port: int, socket_dir: Path, ram_mb: int, *, volume_bytes: int, group: bool
+) -> str:
     settings = {
-        "listen_addresses": _quote(address),
+        "listen_addresses": quote(address),
         "port": str(port),
-        "unix_socket_directories": _quote(str(socket_dir)),
+        "unix_socket_directories": quote(str(socket_dir)),
         "unix_socket_permissions": "0700",
         "password_encryption": "'scram-sha-256'",
         **memory_settings(ram_mb),
+        **replication_settings(volume_bytes),
     }
+    if group:
+        settings["max_connections"] = str(GROUP_MAX_CONNECTIONS)
     header = "# Written by the cellar guest agent: address, port and memory from the flavor."
     return "\n".join([header, *(f"{name} = {value}" for name, value in settings.items()), ""])
+
+
+def conninfo(**values: str | int) -> str:
+    """A libpq connection string, each value quoted."""
+
+    def one(value: str | int) -> str:
+        return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+    return " ".join(f"{key}={one(value)}" for key, value in values.items())
+
+
+def pgpass(user: str, password: str) -> str:
+    """A libpq password file line for `user` on any host, port and database."""
+    escaped = password.replace("\\", "\\\\").replace(":", "\\:")
+    return f"*:*:*:{user}:{escaped}\n"
+
+
+def with_auto_settings(text: str, settings: dict[str, str | None]) -> str:
+    """postgresql.auto.conf's `text` with `settings` replaced (a None value removes one)."""
+    kept = [line for line in text.splitlines() if line.split("=", 1)[0].strip() not in settings]
+    added = [f"{name} = {quote(value)}" for name, value in settings.items() if value is not None]
+    return "\n".join([*kept, *added, ""])
 
 
 def socket_dir_for(data_dir: Path, port: int) -> Path:

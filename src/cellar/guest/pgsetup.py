@@ -13,7 +13,7 @@ import psycopg
 from psycopg import sql
 
 from cellar.guest.manager import PrepareRequest
-from cellar.guest.pgfiles import SUPERUSER
+from cellar.guest.pgfiles import REPLICATION_USER, SUPERUSER
 
 Connect = Callable[[str], psycopg.Connection[tuple[object, ...]]]
 
@@ -62,3 +62,35 @@ def create_objects(connect: Connect, request: PrepareRequest, password: str) -> 
         for name in user.databases:
             with connect(name) as conn:
                 conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(ident(user.name)))
+
+
+# What pg_rewind runs on its source as a non-superuser (PostgreSQL's pg_rewind page).
+REWIND_FUNCTIONS = (
+    "pg_catalog.pg_ls_dir(text, boolean, boolean)",
+    "pg_catalog.pg_stat_file(text, boolean)",
+    "pg_catalog.pg_read_binary_file(text)",
+    "pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean)",
+)
+
+
+def create_replication_role(connect: Connect, password: str) -> None:
+    """On a group's first primary: the replication role, REPLICATION LOGIN but not a
+    superuser, with the grants pg_rewind needs; a repeat sets its password again. The
+    standbys get it (and its grants) with the rest of the catalog."""
+    name = sql.Identifier(REPLICATION_USER)
+    with connect("postgres") as conn:
+        conn.execute("SET log_min_error_statement = panic")
+        conn.execute("SET log_statement = 'none'")
+        exists = conn.execute(
+            "SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATION_USER,)
+        ).fetchone()
+        verb = sql.SQL("ALTER" if exists else "CREATE")
+        conn.execute(
+            sql.SQL("{} ROLE {} NOSUPERUSER REPLICATION LOGIN PASSWORD {}").format(
+                verb, name, sql.Literal(password)
+            )
+        )
+        for function in REWIND_FUNCTIONS:
+            conn.execute(
+                sql.SQL("GRANT EXECUTE ON FUNCTION {} TO {}").format(sql.SQL(function), name)
+            )

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psycopg
 
+from cellar.domain.replication import ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.status import ServiceStatus
 from cellar.guest.manager import DatastoreManager, GuestCommandError, PrepareRequest
 from cellar.guest.pgfiles import (
@@ -42,7 +43,8 @@ from cellar.guest.pgfiles import (
     postmaster_pid,
     socket_dir_for,
 )
-from cellar.guest.pgsetup import create_objects, set_superuser_password
+from cellar.guest.pgreplication import PgReplication
+from cellar.guest.pgsetup import create_objects, create_replication_role, set_superuser_password
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PGDATA = "pgdata"
@@ -75,16 +77,23 @@ class PostgreSQL(DatastoreManager):
         self.account = pwd.getpwnam(os_user) if self.as_root else pwd.getpwuid(os.geteuid())
         self._busy = False  # the agent is starting or stopping the cluster
         self._stopped = False  # the last command was a stop
+        self.replication = PgReplication(self)
 
     # Running the server's programs.
 
     def _run(
-        self, binary: str, *args: str, timeout: float = 120, as_owner: bool = True
+        self,
+        binary: str,
+        *args: str,
+        timeout: float = 120,
+        as_owner: bool = True,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
         """Run one of the server's programs, as the cluster's owner unless `as_owner` is
-        false (pg_isready needs no account, and runuser costs a PAM session per call)."""
+        false (pg_isready needs no account, and runuser costs a PAM session per call),
+        with the agent's environment but its PG* variables, plus `env`."""
         prefix = ["runuser", "-u", self.account.pw_name, "--"] if self.as_root and as_owner else []
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PG")}, **(env or {})}
         try:
             return subprocess.run(
                 [*prefix, str(self.bin / binary), *args],
@@ -207,7 +216,9 @@ class PostgreSQL(DatastoreManager):
 
     # Prepare.
 
-    def prepare(self, request: PrepareRequest) -> str:
+    def prepare(self, request: PrepareRequest) -> str | None:
+        """initdb, or for a replica a copy of its primary (`pg_basebackup`: its databases,
+        users and superuser are the primary's; its settings are its own)."""
         if not (self.bin / "initdb").is_file():
             raise GuestCommandError(
                 f"PostgreSQL {self.version} is not installed on this server (no {self.bin})."
@@ -217,16 +228,24 @@ class PostgreSQL(DatastoreManager):
         self._check_reachable()
         if self.pgdata.exists():  # what an interrupted prepare left
             self.discard()
+        replication = request.replication
+        if replication is not None and replication.role is Role.REPLICA:
+            self.replication.clone(replication)
+            self._configure(request, fresh=False)
+            self.start()
+            return None
         done = self._run(
             "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "-E", "UTF8", "--no-locale",
             "--auth-local=peer", "--auth-host=scram-sha-256", "--no-instructions",
         )  # fmt: skip
         self._check("initdb", done)
-        self._configure(request.ram_mb)
+        self._configure(request, fresh=True)
         self.start()
         password = secrets.token_urlsafe(24)
         try:
             create_objects(self.connect, request, password)
+            if replication is not None:
+                create_replication_role(self.connect, replication.password)
         except psycopg.Error as exc:
             # Only the primary message: the full text may quote the statement.
             message = exc.diag.message_primary or type(exc).__name__
@@ -252,14 +271,21 @@ class PostgreSQL(DatastoreManager):
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.pgdata, ignore_errors=True)
 
-    def _configure(self, ram_mb: int) -> None:
+    def _configure(self, request: PrepareRequest, *, fresh: bool) -> None:
+        """This server's own settings; `fresh`: after initdb (a copy of a primary has
+        postgresql.conf's include of cellar.conf already, and the primary's cellar.conf,
+        which this one replaces)."""
         self.socket_dir.mkdir(parents=True, exist_ok=True)
         self._own(self.socket_dir, 0o700)
-        self._write(
-            self.pgdata / CONF, cellar_conf(self.address, self.port, self.socket_dir, ram_mb)
-        )
-        with (self.pgdata / "postgresql.conf").open("a") as conf:
-            conf.write(f"\ninclude '{CONF}'\n")
+        volume_bytes = self.filesystem()["size_bytes"]
+        conf = cellar_conf(
+            self.address, self.port, self.socket_dir, request.ram_mb,
+            volume_bytes=volume_bytes, group=request.replication is not None,
+        )  # fmt: skip
+        self._write(self.pgdata / CONF, conf)
+        if fresh:
+            with (self.pgdata / "postgresql.conf").open("a") as main:
+                main.write(f"\ninclude '{CONF}'\n")
         self._write(self.pgdata / "pg_hba.conf", PG_HBA)
         system_users = {"root", self.account.pw_name, pwd.getpwuid(os.geteuid()).pw_name}
         self._write(self.pgdata / "pg_ident.conf", pg_ident(system_users))
@@ -283,3 +309,20 @@ class PostgreSQL(DatastoreManager):
             autocommit=True,
             connect_timeout=10,
         )
+
+    # Replication (`pgreplication.py`).
+
+    def replication_status(self) -> ReplicationStatus:
+        return self.replication.status()
+
+    def promote(self) -> None:
+        self.replication.promote()
+
+    def follow(self, replication: ReplicationSpec) -> None:
+        self.replication.follow(replication)
+
+    def drop_slot(self, slot: str) -> None:
+        self.replication.drop_slot(slot)
+
+    def stopped_lsn(self) -> int:
+        return self.replication.stopped_lsn()

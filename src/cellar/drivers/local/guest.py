@@ -25,6 +25,8 @@ few seconds; then ServiceUnavailable (the task manager retries it); the agent's 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import ipaddress
 import json
 import os
@@ -35,7 +37,7 @@ from typing import Any
 import httpx
 
 from cellar.config import Settings
-from cellar.domain.replication import ReplicationSpec
+from cellar.domain.replication import ReplicaLag, ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import InstanceSpec, resource_name
 from cellar.domain.status import ServiceStatus
 from cellar.drivers.base import ServiceUnavailable
@@ -93,9 +95,16 @@ class LocalGuestDriver(GuestDriver):
 
     # What the control plane holds.
 
+    def _key(self) -> bytes:
+        return load_or_create_key(Path(self.settings.state_dir) / KEY_FILE)
+
     def secret(self, instance_id: str) -> str:
-        key = load_or_create_key(Path(self.settings.state_dir) / KEY_FILE)
-        return instance_secret(key, instance_id)
+        return instance_secret(self._key(), instance_id)
+
+    def replication_password(self, group_id: str) -> str:
+        """HMAC-SHA256 of the group id under the guest key, as the instance secrets are:
+        the same on every call, stored nowhere, unknowable without the key."""
+        return hmac.new(self._key(), f"replication:{group_id}".encode(), hashlib.sha256).hexdigest()
 
     @property
     def control_plane_url(self) -> str:
@@ -138,11 +147,20 @@ class LocalGuestDriver(GuestDriver):
         timeout = httpx.Timeout(kwargs.pop("timeout", self.command_timeout_s), connect=3.0)
         return self._http.request(method, url, headers=headers, timeout=timeout, **kwargs)
 
-    def _command(self, instance_id: str, path: str, *, wait_s: float = 5.0) -> dict[str, Any]:
+    def _command(
+        self,
+        instance_id: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        wait_s: float = 5.0,
+        method: str = "POST",
+    ) -> dict[str, Any]:
         server_id = self._prepared_on(instance_id)
         if server_id is None:
             raise GuestError(f"Instance {instance_id} has no guest: it was never prepared.")
-        return self._send(instance_id, self._server(instance_id, server_id), path, None, wait_s)
+        server = self._server(instance_id, server_id)
+        return self._send(instance_id, server, path, body, wait_s, method=method)
 
     def _send(
         self,
@@ -151,13 +169,16 @@ class LocalGuestDriver(GuestDriver):
         path: str,
         body: dict[str, Any] | None,
         wait_s: float,
+        *,
+        method: str = "POST",
     ) -> dict[str, Any]:
         if server is None or "address" not in server.data:
             raise GuestError(f"The guest of instance {instance_id} is unreachable: no server.")
         deadline = time.monotonic() + wait_s
+        content = {"json": body or {}} if method == "POST" else {}
         while True:
             try:
-                response = self._request(server, instance_id, "POST", path, json=body or {})
+                response = self._request(server, instance_id, method, path, **content)
                 break
             except httpx.HTTPError as exc:
                 if not _unreachable(exc) or time.monotonic() >= deadline:
@@ -224,6 +245,8 @@ class LocalGuestDriver(GuestDriver):
                 for u in spec.users
             ],
         }
+        if replication is not None:
+            body["replication"] = _replication_body(replication)
         self._send(instance_id, server, "/prepare", body, self.boot_wait_s)
 
     def status(self, instance_id: str) -> GuestStatus:
@@ -287,5 +310,51 @@ class LocalGuestDriver(GuestDriver):
             return None
         return str(self._answer(instance_id, "/root-password", response)["password"])
 
+    # Replication: the agent's /replication, /promote, /follow, /replication/slots/drop
+    # and /stopped_lsn; its refusals (409: a promote of a primary, the stopped position
+    # of a running datastore) are GuestError with its message.
+
+    def replication_status(self, instance_id: str) -> ReplicationStatus:
+        answer = self._command(instance_id, "/replication", method="GET")
+        return ReplicationStatus(
+            role=Role(answer["role"]),
+            lsn=int(answer["lsn"]),
+            timeline=int(answer["timeline"]),
+            receive_lsn=None if answer.get("receive_lsn") is None else int(answer["receive_lsn"]),
+            replicas=tuple(
+                ReplicaLag(
+                    slot=str(r["slot"]),
+                    active=bool(r["active"]),
+                    address=r.get("address"),
+                    state=r.get("state"),
+                    lag_bytes=None if r.get("lag_bytes") is None else int(r["lag_bytes"]),
+                )
+                for r in answer.get("replicas", [])
+            ),
+        )
+
+    def promote(self, instance_id: str) -> None:
+        self._command(instance_id, "/promote")
+
+    def follow(self, instance_id: str, replication: ReplicationSpec) -> None:
+        self._command(instance_id, "/follow", _replication_body(replication))
+
+    def drop_replication_slot(self, instance_id: str, slot: str) -> None:
+        self._command(instance_id, "/replication/slots/drop", {"slot": slot})
+
+    def stopped_lsn(self, instance_id: str) -> int:
+        return int(self._command(instance_id, "/stopped_lsn", method="GET")["lsn"])
+
     def forget(self, instance_id: str) -> None:
         self._record(instance_id).unlink(missing_ok=True)
+
+
+def _replication_body(replication: ReplicationSpec) -> dict[str, Any]:
+    body: dict[str, Any] = {"role": replication.role.value, "password": replication.password}
+    if replication.role is Role.REPLICA:
+        body.update(
+            primary_address=replication.primary_address,
+            primary_port=replication.primary_port,
+            slot=replication.slot,
+        )
+    return body
