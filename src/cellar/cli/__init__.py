@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cellar.cli import client, demo, guest, server, stacks
+from cellar.cli import client, clusters, demo, guest, server, stacks
 
 
 @click.group()
@@ -15,6 +15,7 @@ def main() -> None:
 for command in (
     *server.COMMANDS,
     *client.COMMANDS,
+    *clusters.COMMANDS,
     *stacks.COMMANDS,
     demo.demo,
     guest.guest_agent,
