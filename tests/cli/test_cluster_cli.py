@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from cellar.cli import main
+from cellar.drivers.fake import FakeCloud
 from serving import cellar_env, serving
 
 
@@ -73,6 +74,18 @@ def test_cluster_commands_against_a_running_server(served: dict[str, str]) -> No
     assert cid not in run(served, "list")
     gone = invoke(served, "show", cid)
     assert gone.exit_code == 1 and "not found" in gone.output
+
+
+def test_a_failed_build_prints_the_fault_and_exits_non_zero(served: dict[str, str]) -> None:
+    cloud = FakeCloud(Path(served["CELLAR_STATE_DIR"]) / "fake-cloud.sqlite")
+    cloud.inject_fault("compute.create_server", nth=2)  # the replica's server
+    cloud.close()
+    failed = invoke(served, "create", "pg", "--member", "1:1", "--member", "1:1", "--wait")
+    assert failed.exit_code == 1, failed.output
+    assert "task ERROR" in failed.output
+    assert re.search(r"Error: cluster \S+ is ERROR: .*compute.create_server", failed.output)
+
+    assert "deleted" in run(served, "delete", "pg", "--wait")
 
 
 def test_a_bad_member_is_refused_with_what_is_wrong(served: dict[str, str]) -> None:
