@@ -4,21 +4,40 @@ diverged former primary rewound, slots dropped."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
+from cellar.config import Settings
 from cellar.domain.replication import REPLICATION_USER, ReplicationSpec, Role, slot_name
+from cellar.domain.specs import DatabaseSpec, FlavorSpec, InstanceSpec, UserSpec
 from cellar.domain.status import ServiceStatus
+from cellar.drivers.guest.base import GuestError
+from cellar.drivers.local.guest import LocalGuestDriver
 from cellar.guest.manager import GuestConflict, parse_prepare
 from cellar.guest.pgfiles import replication_settings
 from cellar.guest.postgresql import PostgreSQL
-from guest.helpers import PG_VERSION, free_port, needs_real_postgres, stop_cluster, wait_until
+from cellar.localcloud.state import CloudState, Resource
+from guest.helpers import (
+    PG_VERSION,
+    api_server,
+    free_port,
+    needs_real_postgres,
+    new_instance,
+    stop_cluster,
+    wait_until,
+)
+from guest.test_agent import Agent
 from guest.test_postgresql import connect, request
 
 PASSWORD = "replication-secret-1"
@@ -62,13 +81,20 @@ def data_dirs() -> Iterator[tuple[Path, Path]]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def rows(port: int) -> list[tuple[object, ...]]:
-    with connect(port, *APP) as conn:
+def app(port: int, host: str) -> psycopg.Connection[tuple[object, ...]]:
+    return psycopg.connect(
+        host=host, port=port, user=APP[0], password=APP[1], dbname=APP[2],
+        connect_timeout=5, autocommit=True,
+    )  # fmt: skip
+
+
+def rows(port: int, host: str = "127.0.0.1") -> list[tuple[object, ...]]:
+    with app(port, host) as conn:
         return conn.execute("SELECT id FROM notes ORDER BY id").fetchall()
 
 
-def insert(port: int, *ids: int) -> None:
-    with connect(port, *APP) as conn:
+def insert(port: int, *ids: int, host: str = "127.0.0.1") -> None:
+    with app(port, host) as conn:
         for i in ids:
             conn.execute("INSERT INTO notes VALUES (%s)", (i,))
 
@@ -181,3 +207,132 @@ def test_a_replica_streams_is_promoted_and_the_old_primary_follows(
     a.drop_slot(b_slots_on_a)
     assert all(r.slot != b_slots_on_a for r in a.replication_status().replicas)
     print("timings (s):", timings)
+
+
+# Through the agents' HTTP API, driven by the local guest driver.
+
+
+@dataclass
+class Member:
+    instance_id: str
+    server_id: str
+    address: str
+    pg_port: int
+    agent: Agent
+
+    def spec(self, ram_mb: int) -> InstanceSpec:
+        return InstanceSpec(
+            instance_id=self.instance_id,
+            name=self.instance_id[:8],
+            project_id="p1",
+            flavor=FlavorSpec(id="1", name="m1", ram_mb=ram_mb, vcpus=1),
+            volume_size_gb=1,
+            datastore="postgresql",
+            datastore_version=PG_VERSION,
+            image="debian-12",
+            ports=(self.pg_port,),
+            databases=(DatabaseSpec("appdb"),),
+            users=(UserSpec(*APP[:2], ("appdb",)),),
+        )
+
+
+@pytest.fixture
+def members(
+    settings: Settings, engine: Engine, sessions: sessionmaker[Session], tmp_path: Path,
+    data_dirs: tuple[Path, Path],
+) -> Iterator[tuple[LocalGuestDriver, Member, Member]]:  # fmt: skip
+    """Two servers, at 127.0.0.1 and 127.0.0.2, each with its config drive and agent,
+    reporting to the API."""
+    state = CloudState(settings.local_root / "state.sqlite")
+    agent_port = free_port()
+    driver = LocalGuestDriver(settings, agent_port=agent_port, boot_wait_s=20)
+    found: list[Member] = []
+    with api_server(settings, engine) as api:
+        for address, data_dir in zip(("127.0.0.1", "127.0.0.2"), data_dirs, strict=True):
+            instance_id, server_id = new_instance(sessions), str(uuid.uuid4())
+            state.put(
+                Resource(server_id, "server", f"cellar-{instance_id}", None, {"address": address})
+            )  # fmt: skip
+            drive = tmp_path / f"drive-{data_dir.name}"
+            drive.mkdir()
+            user_data = {**driver.user_data(instance_id), "control_plane_url": api}
+            (drive / "user_data.json").write_text(json.dumps(user_data))
+            meta = {"server_id": server_id, "address": address, "data_dir": str(data_dir)}
+            (drive / "meta_data.json").write_text(json.dumps(meta))
+            agent = Agent(drive, agent_port, tmp_path / f"agent-{data_dir.name}.log")
+            agent.start()
+            found.append(Member(instance_id, server_id, address, free_port(), agent))
+        try:
+            yield driver, found[0], found[1]
+        finally:
+            for member in found:
+                member.agent.kill()
+                text = member.agent.log.read_text() if member.agent.log.exists() else ""
+                password = driver.replication_password("group-1")
+                assert password not in text and APP[1] not in text
+
+
+@needs_real_postgres
+def test_the_local_guest_driver_replicates_through_the_agents(
+    members: tuple[LocalGuestDriver, Member, Member],
+) -> None:
+    driver, a, b = members
+    password = driver.replication_password("group-1")
+    assert password == driver.replication_password("group-1") != driver.replication_password("g2")
+    primary = ReplicationSpec(Role.PRIMARY, password)
+    replica = ReplicationSpec(
+        Role.REPLICA, password, a.address, a.pg_port, slot_name(b.instance_id)
+    )
+
+    def running(member: Member) -> None:
+        wait_until(
+            lambda: driver.status(member.instance_id).service,
+            lambda s: s is ServiceStatus.RUNNING, "RUNNING", timeout_s=60,
+        )  # fmt: skip
+
+    driver.prepare(a.instance_id, server_id=a.server_id, spec=a.spec(256), replication=primary)
+    running(a)
+    with connect(a.pg_port, *APP) as conn:
+        conn.execute("CREATE TABLE notes (id int PRIMARY KEY)")
+    insert(a.pg_port, 1)
+    started = time.monotonic()
+    driver.prepare(b.instance_id, server_id=b.server_id, spec=b.spec(128), replication=replica)
+    running(b)
+    print(f"replica prepared through the agent in {time.monotonic() - started:.2f} s")
+    wait_until(lambda: rows(b.pg_port, b.address), lambda r: r == [(1,)], "the row on b")
+    assert driver.root_password(b.instance_id) is None  # the primary's is its own
+
+    status = driver.replication_status(a.instance_id)
+    assert status.role is Role.PRIMARY
+    assert [(r.slot, r.active) for r in status.replicas] == [(replica.slot, True)]
+    assert status.replicas[0].lag_bytes is not None
+    assert driver.replication_status(b.instance_id).role is Role.REPLICA
+    with pytest.raises(GuestError, match=r"409.*primary already"):
+        driver.promote(a.instance_id)
+    with pytest.raises(GuestError, match=r"409.*running"):
+        driver.stopped_lsn(a.instance_id)
+
+    # A switchover through the driver.
+    insert(a.pg_port, 2)
+    driver.stop_db(a.instance_id)
+    stopped = driver.stopped_lsn(a.instance_id)
+    wait_until(
+        lambda: driver.replication_status(b.instance_id).lsn, lambda n: n >= stopped,
+        "replay up to the stopped primary's position",
+    )  # fmt: skip
+    driver.promote(b.instance_id)
+    back = ReplicationSpec(Role.REPLICA, password, b.address, b.pg_port, slot_name(a.instance_id))
+    driver.follow(a.instance_id, back)
+    insert(b.pg_port, 3, host=b.address)
+    wait_until(lambda: rows(a.pg_port), lambda r: r == [(1,), (2,), (3,)], "rows on a")
+    # An agent restart keeps the roles: the datastore says what it is.
+    a.agent.kill()
+    a.agent.start()
+    wait_until(
+        lambda: driver.replication_status(a.instance_id).role, lambda r: r is Role.REPLICA,
+        "a replica after the agent's restart",
+    )  # fmt: skip
+    with pytest.raises(GuestError, match=r"400.*slot"):
+        driver._command(b.instance_id, "/replication/slots/drop", {"slot": "Bad"})
+    driver.drop_replication_slot(b.instance_id, slot_name(a.instance_id))
+    assert driver.replication_status(b.instance_id).replicas == ()
