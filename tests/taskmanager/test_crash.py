@@ -21,6 +21,7 @@ from cellar.cli.server import settings_env
 from cellar.config import Settings
 from cellar.db.engine import make_session_factory, transaction
 from cellar.db.models import Job
+from serving import holds_name
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float = 60) -> None:
@@ -176,21 +177,26 @@ def test_a_task_manager_waits_for_the_previous_process_of_its_name(
     name is gone (a stopping one may still be in a step): the second waits for it."""
     plane, procs = crash_plane
     first = procs.taskmanager("tm-a")
+    state_dir = plane.settings.state_dir
+    wait_until("the first process to hold its name", lambda: holds_name(state_dir, "tm-a"))
+    # The second is started, and waits, before the job exists: however long a loaded
+    # machine takes to start it, the first is still in the middle of the create when killed.
+    log = state_dir / "second.log"
+    second = procs.taskmanager("tm-a", log=log)
+    wait_until(
+        "the second process to wait for the name",
+        lambda: "waiting for the previous process" in log.read_text() or second.poll() is not None,
+    )
+    assert second.poll() is None
     iid = plane.create()
     wait_until("the create to run", lambda: plane.cloud.call_count("volume.create_volume") >= 1)
-    log = plane.settings.state_dir / "second.log"
-    second = procs.taskmanager("tm-a", log=log)
 
     def attempts() -> int:
         with transaction(make_session_factory(plane.engine), readonly=True) as session:
             job = session.scalars(select(Job).where(Job.instance_id == iid)).one()
             return job.attempts
 
-    wait_until(
-        "the second process to wait for the name",
-        lambda: "waiting for the previous process" in log.read_text() or second.poll() is not None,
-    )
-    assert second.poll() is None and attempts() == 1
+    assert attempts() == 1
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     wait_until("ACTIVE", lambda: plane.show(iid)["status"] in ("ACTIVE", "ERROR"))

@@ -57,8 +57,10 @@ _BUSY = frozenset(
 # A busy cluster ends idle or in ERROR; delete is allowed from every live task.
 CLUSTER_TRANSITIONS: dict[ClusterTask, frozenset[ClusterTask]] = {
     ClusterTask.NONE: frozenset(_BUSY - {ClusterTask.BUILDING} | {ClusterTask.DELETING}),
-    # A failed member can be shrunk away; anything can be deleted.
-    ClusterTask.ERROR: frozenset({ClusterTask.SHRINKING_CLUSTER, ClusterTask.DELETING}),
+    # A failed member can be shrunk away, a dead primary ejected; anything can be deleted.
+    ClusterTask.ERROR: frozenset(
+        {ClusterTask.SHRINKING_CLUSTER, ClusterTask.PROMOTING, ClusterTask.DELETING}
+    ),
     **{b: frozenset({ClusterTask.NONE, ClusterTask.ERROR, ClusterTask.DELETING}) for b in _BUSY},
     ClusterTask.DELETING: frozenset({ClusterTask.DELETED, ClusterTask.ERROR}),
     ClusterTask.DELETED: frozenset(),

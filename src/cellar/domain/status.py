@@ -22,6 +22,9 @@ class InstanceTask(enum.Enum):
     RESTARTING = "RESTARTING"
     RESIZING = "RESIZING"
     RESIZING_VOLUME = "RESIZING_VOLUME"
+    # A replica being promoted (switchover), a failed primary being ejected (failover).
+    PROMOTING = "PROMOTING"
+    EJECTING = "EJECTING"
     RESTART_REQUIRED = "RESTART_REQUIRED"
     BUILDING_ERROR_SEC_GROUP = "BUILDING_ERROR_SEC_GROUP"
     BUILDING_ERROR_VOLUME = "BUILDING_ERROR_VOLUME"
@@ -48,6 +51,8 @@ _BUSY = frozenset(
         InstanceTask.RESTARTING,
         InstanceTask.RESIZING,
         InstanceTask.RESIZING_VOLUME,
+        InstanceTask.PROMOTING,
+        InstanceTask.EJECTING,
     }
 )
 
@@ -143,6 +148,10 @@ def derive_status(task: InstanceTask, server: ServerStatus | None, service: Serv
         return "REBOOT"
     if task in (InstanceTask.RESIZING, InstanceTask.RESIZING_VOLUME):
         return "RESIZE"
+    if task is InstanceTask.PROMOTING:
+        return "PROMOTE"
+    if task is InstanceTask.EJECTING:
+        return "EJECT"
     if task is InstanceTask.RESTART_REQUIRED:
         return "RESTART_REQUIRED"
     if server in (ServerStatus.BUILD, ServerStatus.ERROR, ServerStatus.REBOOT, ServerStatus.RESIZE):

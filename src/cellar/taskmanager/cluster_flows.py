@@ -18,6 +18,7 @@ from cellar.domain.errors import CellarError
 from cellar.domain.specs import spec_from_dict
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import ResourceManager
+from cellar.resource_managers.failover import failover_flow, switchover_flow
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
 
@@ -46,6 +47,33 @@ class FinishCluster(_ClusterStep):
         self.store.change_cluster_task(
             self.cluster_id, ClusterTask.NONE, fault_message=None, fault_details=None
         )
+
+
+class FinishPromotion(_ClusterStep):
+    """After a switchover or failover: the members it touched are idle again, except a
+    fenced old primary, which stays ERROR until it is shrunk away."""
+
+    def __init__(
+        self, store: DbInstanceStore, cluster_id: str, member_ids: tuple[str, ...], *,
+        fenced: str | None, name: str,
+    ) -> None:  # fmt: skip
+        super().__init__(store, cluster_id, member_ids, name=name)
+        self.fenced = fenced
+
+    def execute(self) -> None:
+        for iid in self.member_ids:
+            if self.store.is_deleting(iid):
+                continue
+            if iid == self.fenced:
+                self.store.record_fault(
+                    iid,
+                    "Ejected: this primary stopped answering and was fenced (no ingress); "
+                    "a replica took its place. Shrink it away.",
+                    "",
+                )
+                self.store.change_task(iid, InstanceTask.ERROR)
+            else:
+                self.store.finish_member(iid)
 
 
 class MarkMembersDeleted(_ClusterStep):
@@ -89,6 +117,20 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
             MarkMembersDeleted(store, cid, ids, name="members.deleted"),
             MarkClusterDeleted(store, cid, ids, name="cluster.deleted"),
         ]
+    if kind is JobKind.SWITCHOVER_CLUSTER:
+        ids = (args["candidate"], args["old_primary"])
+        return [
+            switchover_flow(manager.ctx, cid, args),
+            FinishPromotion(store, cid, ids, fenced=None, name="members.ready"),
+            FinishCluster(store, cid, ids, name="cluster.ready"),
+        ]
+    if kind is JobKind.FAILOVER_CLUSTER:
+        ids = (args["old_primary"],)
+        return [
+            failover_flow(manager.ctx, cid, args),
+            FinishPromotion(store, cid, ids, fenced=args["old_primary"], name="members.ready"),
+            FinishCluster(store, cid, ids, name="cluster.ready"),
+        ]
     raise ValueError(f"not a cluster job: {job.kind!r}")
 
 
@@ -105,6 +147,10 @@ def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, detai
     store.change_cluster_task(cid, ClusterTask.ERROR)
     if kind in (JobKind.PROVISION_CLUSTER, JobKind.GROW_CLUSTER):
         ids = [d["instance_id"] for d in job.args["members"]]
+    elif kind is JobKind.SWITCHOVER_CLUSTER:
+        ids = [job.args["candidate"], job.args["old_primary"]]
+    elif kind is JobKind.FAILOVER_CLUSTER:
+        ids = [job.args["old_primary"]]
     else:
         ids = list(job.args.get("instance_ids") or ())
     for iid in ids:

@@ -17,6 +17,10 @@ their events are the cluster's):
 - grow_cluster (GROWING_CLUSTER, new members BUILDING): {"members": [spec dicts]}
 - shrink_cluster (SHRINKING_CLUSTER, removed members DELETING): {"instance_ids": [str]}
 - delete_cluster (DELETING, every member DELETING): {}
+- switchover_cluster (PROMOTING; the candidate PROMOTING): {"candidate", "old_primary",
+  "replicas": [the other replicas], "port"}, captured when asked
+- failover_cluster (PROMOTING; the old primary EJECTING): {"old_primary", "replicas",
+  "port", "reason", "last_primary_lsn": int | None}
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ class JobKind(enum.Enum):
     GROW_CLUSTER = "grow_cluster"
     SHRINK_CLUSTER = "shrink_cluster"
     DELETE_CLUSTER = "delete_cluster"
+    SWITCHOVER_CLUSTER = "switchover_cluster"
+    FAILOVER_CLUSTER = "failover_cluster"
 
     @property
     def is_cluster(self) -> bool:

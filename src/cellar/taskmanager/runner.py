@@ -381,7 +381,9 @@ class _EventRecorder:
         began = self.started.pop(name, None)
         duration = int((time.monotonic() - began) * 1000) if began is not None else None
         if state == states.SUCCESS:
-            self.add(name, "succeeded", "", duration)
+            # A step may say what it found (a string result): the event carries it.
+            result = details.get("result")
+            self.add(name, "succeeded", result if isinstance(result, str) else "", duration)
         elif state == states.FAILURE:
             if self.failed_step is None:
                 self.failed_step = name

@@ -1,4 +1,8 @@
-"""`POST /instances/{id}/action`: resize (flavor or volume), restart, reboot. 202.
+"""`POST /instances/{id}/action`: resize (flavor or volume), restart, reboot, and on a
+replication group's members `promote_to_replica_source` (a planned switchover, on a
+replica) and `eject_replica_source` (failover, on a primary that no longer answers). 202.
+
+A member of a cluster that is mid-operation takes no action (422).
 
 Order of checks: the body (400), the instance (404), the resource manager (501), the
 arguments against the instance (400), its state as read (422, Trove's
@@ -14,25 +18,30 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Response
 from sqlalchemy.orm import Session
 
+from cellar.api import cluster_provisioning
 from cellar.api.auth import Ctx
-from cellar.api.deps import State
+from cellar.api.deps import ApiState, State
 from cellar.api.provisioning import resolve_flavor
 from cellar.api.schemas import NoArguments, Resize
 from cellar.api.validation import parse
 from cellar.db import catalog
+from cellar.db import clusters as clusters_repo
 from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.jobs import submit_job
-from cellar.db.models import Instance
-from cellar.domain.errors import BadRequest
+from cellar.db.models import Cluster, Instance
+from cellar.domain.clusters import ClusterTask
+from cellar.domain.errors import BadRequest, CellarError, UnprocessableEntity
 from cellar.domain.specs import flavor_to_dict
 from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, check_can_act
+from cellar.drivers.base import DriverError
 from cellar.resource_managers.base import Operation
 from cellar.taskmanager.kinds import JobKind
 
 router = APIRouter(tags=["instances"])
 
-ACTIONS = ("reboot", "resize", "restart")
+GROUP_ACTIONS = ("promote_to_replica_source", "eject_replica_source")
+ACTIONS = ("reboot", "resize", "restart", *GROUP_ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,19 @@ def instance_action(
     name, args = _one_action(body)
     with transaction(state.sessions) as session:
         seen = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
+        cluster = (
+            clusters_repo.get_cluster(session, cluster_id=seen.cluster_id)
+            if seen.cluster_id
+            else None
+        )
+    if name in GROUP_ACTIONS:
+        _group_action(name, args, seen, cluster, state)
+        return Response(status_code=202)
+    if cluster is not None and cluster.task_status != ClusterTask.NONE.value.name:
+        raise UnprocessableEntity(
+            f"Instance is not ready for an action: its cluster {cluster.id} is "
+            f"{cluster.task_status}."
+        )
     operation = _operation(name, args)
     if operation is not None:
         state.manager.require(operation, seen.provisioning_engine)
@@ -115,3 +137,34 @@ def instance_action(
         repo.change_task(session, instance_id=instance_id, target=plan.task, expected=task)
         submit_job(session, kind=plan.kind.value, instance_id=instance_id, args=plan.args)
     return Response(status_code=202)
+
+
+def _group_action(
+    name: str, args: Any, seen: Instance, cluster: Cluster | None, state: ApiState
+) -> None:
+    parse(NoArguments, args, name)
+    if cluster is None:
+        raise BadRequest(name, f"instance {seen.id} is neither a replica nor has replicas")
+    if name == "promote_to_replica_source":
+        with transaction(state.sessions) as session:
+            cluster_provisioning.switchover(session, cluster=cluster, candidate=seen)
+        return
+    # Eject only a primary that does not answer: a live one is switched over instead.
+    if seen.replica_of_id is None and _answers(state, seen.id):
+        raise BadRequest(
+            name,
+            f"the replica source {seen.id} still answers; eject is for a dead primary "
+            "(use promote_to_replica_source on a replica for a planned switchover)",
+        )
+    with transaction(state.sessions) as session:
+        cluster_provisioning.failover(
+            session, cluster=cluster, primary=seen, reason="eject_replica_source"
+        )
+
+
+def _answers(state: ApiState, instance_id: str) -> bool:
+    try:
+        state.guest().replication_status(instance_id)
+    except (DriverError, CellarError):
+        return False
+    return True

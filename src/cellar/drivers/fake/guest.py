@@ -142,28 +142,92 @@ class FakeGuest(GuestDriver):
         return None
 
     def replication_status(self, instance_id: str) -> ReplicationStatus:
+        """WAL positions: a primary's own (`set_wal`); a replica's its own if set, else
+        its primary's (it streams without delay)."""
         with self._call("replication_status") as tx:
             guest, _ = self._reachable(tx, instance_id)
             role = Role(guest.data.get("role") or Role.PRIMARY.value)
+            lsn = int(guest.data.get("lsn") or 0)
             if role is Role.REPLICA:
-                return ReplicationStatus(role, lsn=0, timeline=1, receive_lsn=0)
+                if guest.data.get("lsn") is None:
+                    primary = tx.get(GUEST, _key(str(guest.data.get("primary"))))
+                    lsn = int(primary.data.get("lsn") or 0) if primary is not None else 0
+                return ReplicationStatus(role, lsn=lsn, timeline=1, receive_lsn=lsn)
             replicas = tuple(
                 ReplicaLag(str(g.data.get("slot")), True, None, "streaming", 0)
                 for g in tx.all(GUEST)
                 if g.data.get("primary") == instance_id
             )
-            return ReplicationStatus(role, lsn=0, timeline=1, replicas=replicas)
+            return ReplicationStatus(role, lsn=lsn, timeline=1, replicas=replicas)
 
     def promote(self, instance_id: str) -> None:
         with self._call("promote") as tx:
             guest, _ = self._reachable(tx, instance_id)
             if guest.data.get("role") != Role.REPLICA.value:
                 raise GuestError(f"Instance {instance_id} is not a replica: nothing to promote.")
-            tx.update(guest.changed(role=Role.PRIMARY.value, primary=None))
+            if self._status_now(tx, guest) is not ServiceStatus.RUNNING:
+                raise GuestError(f"Cannot promote instance {instance_id}: it is not running.")
+            lsn = self.replication_status_in(tx, guest)
+            tx.update(guest.changed(role=Role.PRIMARY.value, primary=None, lsn=lsn))
+
+    def follow(self, instance_id: str, replication: ReplicationSpec) -> None:
+        """Stream from the primary at the address (a stopped former primary is started as
+        its standby); refused when no primary answers there."""
+        with self._call("follow") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            primary = self._at_address(tx, replication.primary_address or "")
+            if (
+                primary is None
+                or primary.name == guest.name
+                or (primary.data.get("role") not in (None, Role.PRIMARY.value))
+            ):
+                raise GuestError(
+                    f"Instance {instance_id} cannot follow {replication.primary_address}: "
+                    "no primary answers there."
+                )
+            tx.update(
+                guest.changed(
+                    role=Role.REPLICA.value,
+                    primary=primary.name,
+                    slot=replication.slot,
+                    lsn=None,
+                    status=ServiceStatus.RUNNING.value,
+                    changed_at=tx.now,
+                    pending=None,
+                    until=None,
+                )
+            )
+
+    def stopped_lsn(self, instance_id: str) -> int:
+        with self._call("stopped_lsn") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            if self._status_now(tx, guest) is not ServiceStatus.SHUTDOWN:
+                raise GuestError(f"The datastore of instance {instance_id} is running.")
+            return int(guest.data.get("lsn") or 0)
 
     def drop_replication_slot(self, instance_id: str, slot: str) -> None:
         with self._call("drop_replication_slot") as tx:
             self._reachable(tx, instance_id)
+
+    def set_wal(self, instance_id: str, lsn: int | None) -> None:
+        """The fake's stand-in for writes: the member's WAL position (a replica's then
+        stays there instead of following its primary's; None: follows again)."""
+        with self._call("set_wal") as tx:
+            guest = tx.get(GUEST, _key(instance_id))
+            if guest is None:
+                raise GuestError(f"Instance {instance_id} has no guest.")
+            tx.update(guest.changed(lsn=lsn))
+
+    def replication_status_in(self, tx: Tx, guest: Row) -> int:
+        """A member's WAL position inside a transaction (see `replication_status`)."""
+        if guest.data.get("lsn") is not None or guest.data.get("role") != Role.REPLICA.value:
+            return int(guest.data.get("lsn") or 0)
+        primary = tx.get(GUEST, _key(str(guest.data.get("primary"))))
+        return int(primary.data.get("lsn") or 0) if primary is not None else 0
+
+    def _status_now(self, tx: Tx, guest: Row) -> ServiceStatus:
+        server = tx.get(SERVER, str(guest.parent))
+        return ServiceStatus.SHUTDOWN if server is None else _service(guest, server, tx.now)
 
     def forget(self, instance_id: str) -> None:
         with self._call("forget") as tx:

@@ -1,0 +1,144 @@
+"""Switchover and failover of a cluster through the API on the fake cloud: the roles move,
+the old primary follows the new one (switchover) or is fenced (failover), the replicas
+re-point, the cluster's events say what happened, and what cannot be done is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from plane import ControlPlane
+from test_clusters import create_cluster, member, show
+
+from cellar.domain.replication import lsn_to_text
+
+
+def build(plane: ControlPlane, n: int = 3) -> tuple[str, list[dict[str, Any]]]:
+    cid = create_cluster(plane, [member("2", 2)] + [member("1", 1) for _ in range(n - 1)])
+    plane.run()
+    view = show(plane, cid)
+    assert view["task"]["name"] == "NONE", (view.get("fault"), cluster_events(plane, cid))
+    return cid, view["instances"]
+
+
+def roles(plane: ControlPlane, cid: str) -> dict[str, str]:
+    return {m["name"]: m["role"] for m in show(plane, cid)["instances"]}
+
+
+def cluster_events(plane: ControlPlane, cid: str) -> list[dict[str, Any]]:
+    r = plane.http.get(plane.url(f"/clusters/{cid}/events"))
+    assert r.status_code == 200, r.text
+    return list(r.json()["events"])
+
+
+def test_promote_to_replica_source_switches_roles_and_the_old_primary_follows(
+    plane: ControlPlane,
+) -> None:
+    cid, (primary, r1, r2) = build(plane)
+    guest = plane.services.guest
+    guest.set_wal(primary["id"], 0x3000060)
+
+    plane.action(r1["id"], {"promote_to_replica_source": {}})
+    assert show(plane, cid)["task"]["name"] == "PROMOTING"
+    assert plane.show(r1["id"])["status"] == "PROMOTE"
+    plane.run()
+
+    view = show(plane, cid)
+    assert view["task"]["name"] == "NONE", (view.get("fault"), cluster_events(plane, cid))
+    assert roles(plane, cid) == {"pg-1": "replica", "pg-2": "primary", "pg-3": "replica"}
+    assert all(m["status"] == "ACTIVE" for m in view["instances"])
+    # The rows and the guests agree: everyone streams from the new primary.
+    assert plane.show(primary["id"])["replica_of"]["id"] == r1["id"]
+    assert plane.show(r2["id"])["replica_of"]["id"] == r1["id"]
+    assert "replica_of" not in plane.show(r1["id"])
+    new = guest.replication_status(r1["id"])
+    assert new.role.value == "primary" and new.lsn == 0x3000060
+    assert {r.slot for r in new.replicas} == {
+        f"cellar_{m['id'].replace('-', '_')}" for m in (primary, r2)
+    }
+    steps = {e["step"]: e for e in cluster_events(plane, cid) if e["outcome"] == "succeeded"}
+    assert "no transaction lost" in steps["pg-2:wal.catch_up"]["message"]
+    assert lsn_to_text(0x3000060) in steps["pg-2:wal.catch_up"]["message"]
+    assert "pg-1:follow" in steps and "pg-3:follow" in steps
+
+    # And back again: the old primary is a replica like any other.
+    plane.action(primary["id"], {"promote_to_replica_source": {}})
+    plane.run()
+    assert roles(plane, cid) == {"pg-1": "primary", "pg-2": "replica", "pg-3": "replica"}
+    assert plane.orphans() == []
+
+
+def test_promote_is_refused_on_the_primary_on_a_lone_instance_and_mid_operation(
+    plane: ControlPlane,
+) -> None:
+    cid, (primary, r1, _r2) = build(plane)
+    body = {"promote_to_replica_source": {}}
+    r = plane.http.post(plane.url(f"/instances/{primary['id']}/action"), json=body)
+    assert r.status_code == 400 and "primary already" in r.text, r.text
+    lone = plane.create("lone")
+    plane.run()
+    r = plane.http.post(plane.url(f"/instances/{lone}/action"), json=body)
+    assert r.status_code == 400 and "promote_to_replica_source" in r.text, r.text
+    # A live primary is not ejected: that would be a failover nobody needed.
+    r = plane.http.post(
+        plane.url(f"/instances/{primary['id']}/action"), json={"eject_replica_source": {}}
+    )
+    assert r.status_code == 400 and "still answers" in r.text, r.text
+
+    plane.action(r1["id"], body)  # not run yet: the cluster is PROMOTING
+    r = plane.http.post(plane.url(f"/instances/{r1['id']}/action"), json=body)
+    assert r.status_code == 422, r.text
+    r = plane.http.post(plane.url(f"/instances/{primary['id']}/action"), json={"restart": {}})
+    assert r.status_code == 422 and "PROMOTING" in r.text, r.text
+    r = plane.http.post(plane.url(f"/clusters/{cid}"), json={"grow": [member()]})
+    assert r.status_code == 422, r.text
+    plane.run()
+    assert show(plane, cid)["task"]["name"] == "NONE"
+
+
+def test_eject_of_a_dead_primary_promotes_the_most_advanced_replica_and_fences_the_old(
+    plane: ControlPlane,
+) -> None:
+    cid, (primary, r1, r2) = build(plane, 3)
+    guest = plane.services.guest
+    # The primary had written up to 0x5000; r2 received all of it, r1 less.
+    guest.set_wal(primary["id"], 0x5000)
+    guest.set_wal(r1["id"], 0x4000)
+    guest.set_wal(r2["id"], 0x5000)
+    # The primary's server dies (its guest no longer answers).
+    server_id = plane.tm.store.get(primary["id"]).compute_instance_id
+    assert server_id
+    plane.services.compute.delete_server(server_id)
+
+    plane.action(primary["id"], {"eject_replica_source": {}})
+    assert plane.show(primary["id"])["status"] == "EJECT"
+    plane.run()
+
+    view = show(plane, cid)
+    assert view["task"]["name"] == "NONE", (view.get("fault"), cluster_events(plane, cid))
+    assert roles(plane, cid) == {"pg-1": "replica", "pg-2": "replica", "pg-3": "primary"}
+    assert plane.show(r1["id"])["replica_of"]["id"] == r2["id"]
+    old = plane.show(primary["id"])
+    assert old["status"] == "ERROR" and "fenced" in old["fault"]["message"]
+    # Fenced: nothing may reach the old primary any more.
+    group = plane.services.network.get_security_group(
+        plane.tm.store.get(primary["id"]).security_group_id or ""
+    )
+    assert group.rules == ()
+    steps = {e["step"]: e for e in cluster_events(plane, cid) if e["outcome"] == "succeeded"}
+    assert "pg-1:fence" in steps and "ingress rules removed" in steps["pg-1:fence"]["message"]
+    assert "pg-3 promoted at LSN 0/5000" in steps["wal.lost_window"]["message"]
+
+    # The fenced member is shrunk away; the cluster carries on.
+    r = plane.http.post(plane.url(f"/clusters/{cid}"), json={"shrink": [{"id": primary["id"]}]})
+    assert r.status_code == 202, r.text
+    plane.run()
+    assert [m["name"] for m in show(plane, cid)["instances"]] == ["pg-3", "pg-2"]
+    assert plane.orphans() == []
+
+
+@pytest.mark.parametrize("action", ["promote_to_replica_source", "eject_replica_source"])
+def test_group_actions_take_no_arguments(plane: ControlPlane, action: str) -> None:
+    _cid, (_primary, r1, _r2) = build(plane)
+    r = plane.http.post(plane.url(f"/instances/{r1['id']}/action"), json={action: {"x": 1}})
+    assert r.status_code == 400 and action in r.text, r.text
