@@ -25,6 +25,7 @@ from cellar.config import Settings
 from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.tokens import issue_token
+from cellar.domain.specs import DatabaseSpec, FlavorSpec, InstanceSpec, UserSpec
 from cellar.guest.pgfiles import alive, postmaster_pid
 from cellar.guest.postgresql import PG_ROOT
 
@@ -68,6 +69,25 @@ def stop_cluster(pgdata: Path) -> None:
         )  # fmt: skip
         if alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def instance_spec(
+    instance_id: str, port: int, app_password: str, *, ram_mb: int = 256
+) -> InstanceSpec:
+    """A PostgreSQL 15 instance with database appdb and its user app."""
+    return InstanceSpec(
+        instance_id=instance_id,
+        name="db1",
+        project_id="p1",
+        flavor=FlavorSpec(id="1", name="m1.tiny", ram_mb=ram_mb, vcpus=1),
+        volume_size_gb=1,
+        datastore="postgresql",
+        datastore_version=PG_VERSION,
+        image="debian-12",
+        ports=(port,),
+        databases=(DatabaseSpec("appdb"),),
+        users=(UserSpec("app", app_password, ("appdb",)),),
+    )
 
 
 def new_instance(sessions: sessionmaker[Session], project: str = "p1") -> str:

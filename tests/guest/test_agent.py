@@ -24,7 +24,7 @@ from cellar.config import Settings
 from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.models import Instance
-from cellar.domain.specs import DatabaseSpec, FlavorSpec, InstanceSpec, UserSpec
+from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import InstanceTask, ServiceStatus
 from cellar.drivers.guest.base import GuestError, GuestStatus
 from cellar.drivers.local.guest import LocalGuestDriver
@@ -32,9 +32,9 @@ from cellar.guest.pgfiles import cluster_processes
 from cellar.guest.protocol import SECRET_HEADER
 from cellar.localcloud.state import CloudState, Resource
 from guest.helpers import (
-    PG_VERSION,
     api_server,
     free_port,
+    instance_spec,
     issue,
     needs_real_postgres,
     new_instance,
@@ -83,19 +83,7 @@ class Server:
     driver: LocalGuestDriver
 
     def spec(self) -> InstanceSpec:
-        return InstanceSpec(
-            instance_id=self.instance_id,
-            name="db1",
-            project_id="p1",
-            flavor=FlavorSpec(id="1", name="m1.tiny", ram_mb=256, vcpus=1),
-            volume_size_gb=1,
-            datastore="postgresql",
-            datastore_version=PG_VERSION,
-            image="debian-12",
-            ports=(self.pg_port,),
-            databases=(DatabaseSpec("appdb"),),
-            users=(UserSpec("app", APP_PASSWORD, ("appdb",)),),
-        )
+        return instance_spec(self.instance_id, self.pg_port, APP_PASSWORD)
 
     def wait_service(self, status: ServiceStatus) -> None:
         wait_until(

@@ -72,7 +72,7 @@ def test_prepare_makes_a_running_datastore_with_its_users(data_dir: Path) -> Non
     port = free_port()
     pg = manager(data_dir, port)
     root_password = pg.prepare(request(port))
-    assert pg.status() is RUNNING
+    assert pg.status() is RUNNING and root_password is not None
     assert (data_dir / "pgdata").stat().st_uid == (data_dir).stat().st_uid != 0
 
     with connect(port, "app", "app-secret-1", "appdb") as conn:

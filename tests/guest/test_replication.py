@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cellar.config import Settings
 from cellar.domain.replication import REPLICATION_USER, ReplicationSpec, Role, slot_name
-from cellar.domain.specs import DatabaseSpec, FlavorSpec, InstanceSpec, UserSpec
+from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServiceStatus
 from cellar.drivers.guest.base import GuestError
 from cellar.drivers.local.guest import LocalGuestDriver
@@ -32,6 +32,7 @@ from guest.helpers import (
     PG_VERSION,
     api_server,
     free_port,
+    instance_spec,
     needs_real_postgres,
     new_instance,
     stop_cluster,
@@ -221,19 +222,7 @@ class Member:
     agent: Agent
 
     def spec(self, ram_mb: int) -> InstanceSpec:
-        return InstanceSpec(
-            instance_id=self.instance_id,
-            name=self.instance_id[:8],
-            project_id="p1",
-            flavor=FlavorSpec(id="1", name="m1", ram_mb=ram_mb, vcpus=1),
-            volume_size_gb=1,
-            datastore="postgresql",
-            datastore_version=PG_VERSION,
-            image="debian-12",
-            ports=(self.pg_port,),
-            databases=(DatabaseSpec("appdb"),),
-            users=(UserSpec(*APP[:2], ("appdb",)),),
-        )
+        return instance_spec(self.instance_id, self.pg_port, APP[1], ram_mb=ram_mb)
 
 
 @pytest.fixture
