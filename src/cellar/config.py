@@ -59,6 +59,12 @@ class Settings:
     # Task manager processes `cellar serve` runs (each with `workers` threads).
     taskmanagers: int = 1
     job_lease_s: float = 15.0
+    # Automatic failover of clusters (off by default): a primary that neither answers nor
+    # reports for `cluster_failover_after_s` is fenced and its most advanced replica
+    # promoted; each task manager asks every idle primary every `cluster_watch_interval_s`.
+    cluster_auto_failover: bool = False
+    cluster_failover_after_s: float = 10.0
+    cluster_watch_interval_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.database_url:

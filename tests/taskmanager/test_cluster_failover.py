@@ -4,13 +4,17 @@ re-point, the cluster's events say what happened, and what cannot be done is ref
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from typing import Any
 
 import pytest
 from plane import ControlPlane
 from test_clusters import create_cluster, member, show
 
+from cellar.db.engine import make_session_factory
 from cellar.domain.replication import lsn_to_text
+from cellar.taskmanager.failover_watch import ClusterWatch
 
 
 def build(plane: ControlPlane, n: int = 3) -> tuple[str, list[dict[str, Any]]]:
@@ -142,3 +146,35 @@ def test_group_actions_take_no_arguments(plane: ControlPlane, action: str) -> No
     _cid, (_primary, r1, _r2) = build(plane)
     r = plane.http.post(plane.url(f"/instances/{r1['id']}/action"), json={action: {"x": 1}})
     assert r.status_code == 400 and action in r.text, r.text
+
+
+def test_automatic_failover_waits_for_the_primary_to_be_silent_long_enough(
+    plane: ControlPlane,
+) -> None:
+    cid, (primary, r1, _r2) = build(plane, 3)
+    guest = plane.services.guest
+    guest.set_wal(primary["id"], 0x9000)
+    guest.set_wal(r1["id"], 0x8000)
+    settings = dataclasses.replace(plane.settings, cluster_failover_after_s=0.3)
+    watch = ClusterWatch(settings, make_session_factory(plane.engine), guest)
+    assert watch.check() == []  # the primary answers: it is at 0x9000
+    time.sleep(0.4)  # longer than cluster_failover_after_s: an answering primary stays
+    assert watch.check() == []
+
+    server_id = plane.tm.store.get(primary["id"]).compute_instance_id or ""
+    plane.services.compute.delete_server(server_id)
+    assert watch.check() == []  # silent from now on: not yet for long enough
+    deadline = time.monotonic() + 10
+    while (failed := watch.check()) == [] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert failed == [cid]
+    assert watch.check() == []  # the cluster is PROMOTING: one job only
+    assert show(plane, cid)["task"]["name"] == "PROMOTING"
+    plane.run()
+
+    assert roles(plane, cid) == {"pg-1": "replica", "pg-2": "replica", "pg-3": "primary"}
+    events = cluster_events(plane, cid)
+    lost = next(e for e in events if e["step"] == "wal.lost_window")
+    # r2 followed the primary to 0x9000 (no WAL of its own set): nothing lost.
+    assert "last seen at 0/9000: lost window 0 bytes" in lost["message"], lost
+    assert any(e["operation"] == "failover_cluster" for e in events)

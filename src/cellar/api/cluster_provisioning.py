@@ -29,9 +29,10 @@ from cellar.db import instances as instances_repo
 from cellar.db.jobs import submit_job
 from cellar.db.models import Cluster, DatastoreVersion, Instance
 from cellar.domain.clusters import ClusterTask
-from cellar.domain.errors import BadRequest, UnprocessableEntity
+from cellar.domain.errors import BadRequest
 from cellar.domain.specs import InstanceSpec, spec_to_dict
 from cellar.domain.status import InstanceTask
+from cellar.taskmanager.failover_watch import check_idle, port_of, take_cluster
 from cellar.taskmanager.kinds import JobKind
 
 
@@ -80,7 +81,7 @@ def grow(
 ) -> None:
     current = repo.members(session, cluster_id=cluster.id)
     primary = _primary(current, cluster)
-    _take(session, cluster, ClusterTask.GROWING_CLUSTER)
+    take_cluster(session, cluster, ClusterTask.GROWING_CLUSTER)
     version = catalog.get_version_by_id(session, version_id=cluster.datastore_version_id)
     access = primary.access or {}
     specs = _members(
@@ -125,7 +126,7 @@ def shrink(session: Session, *, cluster: Cluster, requested: Sequence[ShrinkMemb
         ids.append(item.id)
     if len(ids) >= len(current):
         raise BadRequest("shrink", "a cluster keeps at least one member; delete it instead")
-    _take(session, cluster, ClusterTask.SHRINKING_CLUSTER)
+    take_cluster(session, cluster, ClusterTask.SHRINKING_CLUSTER)
     for iid in ids:
         instances_repo.change_task(session, instance_id=iid, target=InstanceTask.DELETING)
     submit_job(
@@ -216,21 +217,6 @@ def _members(
     return specs
 
 
-def _port(session: Session, cluster: Cluster) -> int:
-    version = catalog.get_version_by_id(session, version_id=cluster.datastore_version_id)
-    ports = catalog.version_ports(version)
-    return ports[0] if ports else 5432
-
-
-def _idle_members(current: Sequence[Instance], field: str) -> None:
-    for member in current:
-        if member.task_status not in (InstanceTask.NONE.value, InstanceTask.RESTART_REQUIRED.value):
-            raise UnprocessableEntity(
-                f"{field}: member {member.name} ({member.id}) is {member.task_status}; "
-                "wait until every member is idle"
-            )
-
-
 def switchover(session: Session, *, cluster: Cluster, candidate: Instance) -> None:
     """`promote_to_replica_source` on a replica: a planned switchover, the old primary
     and the other replicas captured now (the job repeats them on a resume)."""
@@ -239,8 +225,8 @@ def switchover(session: Session, *, cluster: Cluster, candidate: Instance) -> No
         raise BadRequest(field, f"instance {candidate.id} is the primary already")
     current = repo.members(session, cluster_id=cluster.id)
     old = _primary(current, cluster)
-    _idle_members(current, field)
-    _take(session, cluster, ClusterTask.PROMOTING)
+    check_idle(current, field)
+    take_cluster(session, cluster, ClusterTask.PROMOTING)
     instances_repo.change_task(
         session, instance_id=candidate.id, target=InstanceTask.PROMOTING,
         expected=InstanceTask(candidate.task_status),
@@ -253,48 +239,6 @@ def switchover(session: Session, *, cluster: Cluster, candidate: Instance) -> No
             "candidate": candidate.id,
             "old_primary": old.id,
             "replicas": [m.id for m in current if m.id not in (candidate.id, old.id)],
-            "port": _port(session, cluster),
+            "port": port_of(session, cluster),
         },
-    )
-
-
-def failover(
-    session: Session,
-    *,
-    cluster: Cluster,
-    primary: Instance,
-    reason: str,
-    last_primary_lsn: int | None = None,
-) -> None:
-    """`eject_replica_source` on a dead primary (the caller checked it does not answer),
-    or the task manager's automatic failover: fence it, promote the most advanced
-    replica."""
-    field = "eject_replica_source"
-    if primary.replica_of_id is not None:
-        raise BadRequest(field, f"instance {primary.id} is a replica, not the replica source")
-    current = repo.members(session, cluster_id=cluster.id)
-    replicas = [m for m in current if m.id != primary.id]
-    if not replicas:
-        raise BadRequest(field, f"instance {primary.id} has no replica to take its place")
-    _idle_members(replicas, field)
-    _take(session, cluster, ClusterTask.PROMOTING)
-    instances_repo.change_task(session, instance_id=primary.id, target=InstanceTask.EJECTING)
-    submit_job(
-        session,
-        kind=JobKind.FAILOVER_CLUSTER.value,
-        instance_id=cluster.id,
-        args={
-            "old_primary": primary.id,
-            "replicas": [m.id for m in replicas],
-            "port": _port(session, cluster),
-            "reason": reason,
-            "last_primary_lsn": last_primary_lsn,
-        },
-    )
-
-
-def _take(session: Session, cluster: Cluster, task: ClusterTask) -> None:
-    """The cluster's task, as a compare-and-set against the task read (409 on a race)."""
-    repo.change_cluster_task(
-        session, cluster_id=cluster.id, target=task, expected=ClusterTask.named(cluster.task_status)
     )

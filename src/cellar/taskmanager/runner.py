@@ -40,6 +40,7 @@ from cellar.resource_managers import manager_class
 from cellar.resource_managers.base import ManagerContext, ResourceManager
 from cellar.resource_managers.common import OperationCancelled
 from cellar.taskmanager.cluster_flows import record_cluster_failure
+from cellar.taskmanager.failover_watch import ClusterWatch
 from cellar.taskmanager.flows import build_flow, failure_task
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.persistence import SqlPathBackend
@@ -83,7 +84,10 @@ class TaskManager:
 
     def start(self) -> None:
         self.release_leases()
-        for target, label in ((self._claim_loop, "claim"), (self._lease_loop, "lease")):
+        loops = [(self._claim_loop, "claim"), (self._lease_loop, "lease")]
+        if self.settings.cluster_auto_failover:
+            loops.append((self._watch_loop, "watch"))
+        for target, label in loops:
             thread = threading.Thread(target=target, name=f"taskmanager-{label}", daemon=True)
             thread.start()
             self.threads.append(thread)
@@ -163,6 +167,16 @@ class TaskManager:
                     flow_engine = self.flow_engines.get(lost)
                 if flow_engine is not None:
                     flow_engine.suspend()
+
+    def _watch_loop(self) -> None:
+        """Automatic failover of clusters (`failover_watch`)."""
+        watch = ClusterWatch(self.settings, self.sessions, self.services.guest)
+        while not self.stopping.wait(self.settings.cluster_watch_interval_s):
+            try:
+                if watch.check():
+                    self.notify()
+            except Exception:
+                log.exception("watching the clusters failed")
 
     # Jobs.
 

@@ -36,6 +36,7 @@ from cellar.domain.specs import flavor_to_dict
 from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, check_can_act
 from cellar.drivers.base import DriverError
 from cellar.resource_managers.base import Operation
+from cellar.taskmanager.failover_watch import submit_failover
 from cellar.taskmanager.kinds import JobKind
 
 router = APIRouter(tags=["instances"])
@@ -157,9 +158,7 @@ def _group_action(
             "(use promote_to_replica_source on a replica for a planned switchover)",
         )
     with transaction(state.sessions) as session:
-        cluster_provisioning.failover(
-            session, cluster=cluster, primary=seen, reason="eject_replica_source"
-        )
+        submit_failover(session, cluster=cluster, primary=seen, reason="eject_replica_source")
 
 
 def _answers(state: ApiState, instance_id: str) -> bool:
