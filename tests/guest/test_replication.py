@@ -48,6 +48,8 @@ APP = ("app", "app-secret-1", "appdb")
 def test_max_slot_wal_keep_size_is_a_quarter_of_the_volume() -> None:
     assert replication_settings(8 << 30)["max_slot_wal_keep_size"] == "2048MB"
     assert replication_settings(100 << 20)["max_slot_wal_keep_size"] == "64MB"
+    assert replication_settings(8 << 30)["wal_keep_size"] == "512MB"
+    assert replication_settings(100 << 20)["wal_keep_size"] == "16MB"
 
 
 def test_the_prepare_body_takes_a_replication_object() -> None:
@@ -188,7 +190,6 @@ def test_a_replica_streams_is_promoted_and_the_old_primary_follows(
     assert slots[slot_name("a")].active
 
     # Diverged: both become primaries and take writes; b follows a again, rewound.
-    b_slots_on_a = slot_name("b")
     timed("promote", timings, a.promote)
     insert(a_port, 100)
     insert(b_port, 200)
@@ -200,13 +201,27 @@ def test_a_replica_streams_is_promoted_and_the_old_primary_follows(
         assert conn.execute("SHOW port").fetchone() == (str(b_port),)
 
     # A running standby is re-pointed without a restart (here: at the same primary).
-    b.follow(standby_of(a, "b"))
+    timed("follow of a running standby", timings, lambda: b.follow(standby_of(a, "b")))
     assert in_recovery(b_port)
 
-    # Slots: dropping one in use ends its walsender; dropping it again is nothing.
-    a.drop_slot(b_slots_on_a)
-    a.drop_slot(b_slots_on_a)
-    assert all(r.slot != b_slots_on_a for r in a.replication_status().replicas)
+    # A former primary that no longer has the WAL a rewind needs is copied afresh.
+    b.promote()
+    insert(b_port, 300)
+    insert(a_port, 102)
+    a.stop()
+    for segment in (a.pgdata / "pg_wal").glob("0000*"):
+        segment.unlink()
+    timed("follow with a new copy", timings, lambda: a.follow(standby_of(b, "a")))
+    assert in_recovery(a_port)
+    after = [*expected, (100,), (101,), (300,)]
+    wait_until(lambda: rows(a_port), lambda r: r == after, "b's rows on a, copied")
+    with a.connect() as conn:
+        assert conn.execute("SHOW port").fetchone() == (str(a_port),)
+    # Dropping a slot in use ends its walsender; dropping it again is nothing.
+    a_slot_on_b = slot_name("a")
+    b.drop_slot(a_slot_on_b)
+    b.drop_slot(a_slot_on_b)
+    assert all(r.slot != a_slot_on_b for r in b.replication_status().replicas)
     print("timings (s):", timings)
 
 

@@ -57,13 +57,18 @@ def replication_settings(volume_bytes: int) -> dict[str, str]:
     """What streaming replication and pg_rewind need, on every server (any may become a
     primary, or a standby). A slot may hold back at most a quarter of the volume's size
     (at least 64 MB): past that the primary drops the WAL a lagging replica still needs
-    (that replica must then be rebuilt) rather than fill its own volume."""
+    (that replica must then be rebuilt) rather than fill its own volume. Every server
+    keeps its last sixteenth of the volume of WAL (16 MB to 1 GB) without any slot: a
+    former primary rewound by pg_rewind needs its WAL back to the last checkpoint it
+    shares with the new primary."""
     keep_mb = max(64, volume_bytes // 4 >> 20)
+    recent_mb = min(1024, max(16, volume_bytes // 16 >> 20))
     return {
         "wal_level": "replica",
         "max_wal_senders": "10",
         "max_replication_slots": "10",
         "max_slot_wal_keep_size": f"{keep_mb}MB",
+        "wal_keep_size": f"{recent_mb}MB",
         "wal_log_hints": "on",
         "hot_standby": "on",
     }

@@ -16,6 +16,7 @@ it copies (`prepare`) or follows: one way for both, and a retried prepare finds 
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,8 @@ from cellar.guest.pgfiles import (
 
 if TYPE_CHECKING:
     from cellar.guest.postgresql import PostgreSQL
+
+log = logging.getLogger("cellar.guest")
 
 PASSFILE = "replication.pgpass"
 AUTO_CONF = "postgresql.auto.conf"
@@ -182,6 +185,10 @@ class PgReplication:
                 row = conn.execute("SELECT pg_promote(true, %s)", (PROMOTE_WAIT_S,)).fetchone()
                 if not (row and row[0]):
                     raise GuestCommandError(f"The promotion did not end in {PROMOTE_WAIT_S} s.")
+                # pg_rewind reads a source's timeline from its control file, which a fast
+                # promotion updates at its next checkpoint only: a former primary following
+                # this one right away would be found "on the same timeline", not rewound.
+                conn.execute("CHECKPOINT")
                 auto = self.pg.pgdata / AUTO_CONF
                 forget = dict.fromkeys(("primary_conninfo", "primary_slot_name"))
                 self.pg._write(auto, with_auto_settings(auto.read_text(), forget))
@@ -215,15 +222,25 @@ class PgReplication:
 
     def _rewind(self, spec: ReplicationSpec) -> None:
         """pg_rewind from the new primary (nothing to do, and quick, when this server
-        stopped before the primary's timeline forked from it); the server's own settings
-        are put back over the source's copies."""
+        stopped before the primary's timeline forked from it), or a new copy of it when
+        the rewind fails; the server's own settings are put back over the source's."""
         own = {name: (self.pg.pgdata / name).read_text() for name in OWN_FILES}
+        # A standby that did not stop cleanly is recovered by pg_rewind in single-user
+        # mode, which refuses standby mode; `_point_at` makes it a standby again.
+        (self.pg.pgdata / STANDBY_SIGNAL).unlink(missing_ok=True)
         source = conninfo(**self._primary(spec), dbname="postgres")
         done = self.pg._run(
             "pg_rewind", "--target-pgdata", str(self.pg.pgdata), "--source-server", source,
             env={"LC_ALL": "C"}, timeout=3600,
         )  # fmt: skip
-        self.pg._check("pg_rewind", done)
+        if done.returncode != 0:
+            # Most often the target no longer has the WAL back to the last checkpoint the
+            # two share (recycled: `wal_keep_size` bounds what is kept): what it held
+            # beyond the fork would be discarded anyway, so copy the primary afresh.
+            detail = (done.stderr or done.stdout).strip().splitlines()[-1:]
+            log.warning("pg_rewind failed (%s); copying the primary afresh", " ".join(detail))
+            self.pg.discard()
+            self.clone(spec)
         for name, text in own.items():
             self.pg._write(self.pg.pgdata / name, text)
 
