@@ -99,3 +99,21 @@ def test_a_bad_member_is_refused_with_what_is_wrong(served: dict[str, str]) -> N
     assert result.exit_code == 1
     assert "HTTP 400" in result.output and "instances[1].flavorRef" in result.output
     assert invoke(served, "list").output.count("pg") == 0
+
+
+def test_promote_makes_a_replica_the_primary(served: dict[str, str]) -> None:
+    out = run(served, "create", "pg", "--member", "2:2", "--member", "1:1:small", "--wait")
+    old_primary = rows(out)["pg-1"][0]
+
+    out = run(served, "promote", "pg", "small", "--wait")
+    assert "task PROMOTING" in out and "task NONE" in out
+    members = rows(out)
+    assert members["small"][2:4] == ["primary", "ACTIVE"]
+    assert members["pg-1"][2:4] == ["replica", "ACTIVE"]
+
+    # The old primary is a replica now, so it may be shrunk away (by id).
+    out = run(served, "shrink", "pg", old_primary, "--wait")
+    assert set(rows(out)) == {"small"}
+
+    refused = invoke(served, "promote", "pg", "nobody")
+    assert refused.exit_code == 1 and "no member 'nobody'" in refused.output
