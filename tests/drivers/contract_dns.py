@@ -7,7 +7,8 @@ from collections.abc import Callable
 import pytest
 from contract_support import missing_id, unique
 
-from cellar.drivers.dns.base import RecordExists, RecordNotFound
+from cellar.drivers.base import InvalidRequest
+from cellar.drivers.dns.base import RecordExists, RecordNotFound, record_set, set_addresses
 from cellar.drivers.registry import Services
 
 
@@ -64,6 +65,21 @@ class DNSContract:
         assert caught.value.record_name == name
         found = services.dns.find_record(name, "A")
         assert found is not None and (found.id, found.data) == (first.id, "10.99.0.7")
+
+    def test_an_a_record_set_holds_several_addresses(self, services: Services) -> None:
+        name = hostname()
+        data = record_set(["10.99.0.9", "10.99.0.7", "10.99.0.8"])
+        created = services.dns.create_record(name=name, rtype="A", data=data)
+        assert set_addresses(services.dns.get_record(created.id).data) == [
+            "10.99.0.7",
+            "10.99.0.8",
+            "10.99.0.9",
+        ]
+        services.dns.update_record(created.id, data=record_set(["10.99.0.7"]))
+        assert services.dns.get_record(created.id).data == "10.99.0.7"
+        for bad in ("", "10.99.0.7 nope"):
+            with pytest.raises(InvalidRequest):
+                services.dns.update_record(created.id, data=bad)
 
     def test_the_same_name_with_another_type(self, services: Services) -> None:
         name = hostname()

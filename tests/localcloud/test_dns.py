@@ -69,6 +69,18 @@ def test_a_record_is_served_then_updated_then_gone(
 
 
 @pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
+def test_a_record_set_answers_with_each_address(
+    server: DNSServerHandle, driver: LocalDNSDriver, tcp: bool
+) -> None:
+    driver.create_record(name="pg-ro.cellar.internal", rtype="A", data="10.251.0.6 10.251.0.5")
+    found = sorted(answers(query(server.port, "pg-ro.cellar.internal", tcp=tcp)))
+    assert found == [
+        ("pg-ro.cellar.internal.", "A", "10.251.0.5", 300),
+        ("pg-ro.cellar.internal.", "A", "10.251.0.6", 300),
+    ]
+
+
+@pytest.mark.parametrize("tcp", [False, True], ids=["udp", "tcp"])
 @pytest.mark.parametrize("name", ["db1.example.com", "cellar.internal.evil", "internal"])
 def test_names_outside_the_zone_are_refused(server: DNSServerHandle, tcp: bool, name: str) -> None:
     reply = query(server.port, name, tcp=tcp)

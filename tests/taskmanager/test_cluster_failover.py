@@ -14,6 +14,8 @@ from test_clusters import create_cluster, member, show
 
 from cellar.db.engine import make_session_factory
 from cellar.domain.replication import lsn_to_text
+from cellar.drivers.dns.base import set_addresses
+from cellar.drivers.fake.guest import set_wal
 from cellar.taskmanager.failover_watch import ClusterWatch
 
 
@@ -40,7 +42,7 @@ def test_promote_to_replica_source_switches_roles_and_the_old_primary_follows(
 ) -> None:
     cid, (primary, r1, r2) = build(plane)
     guest = plane.services.guest
-    guest.set_wal(primary["id"], 0x3000060)
+    set_wal(plane.cloud, primary["id"], 0x3000060)
 
     plane.action(r1["id"], {"promote_to_replica_source": {}})
     assert show(plane, cid)["task"]["name"] == "PROMOTING"
@@ -104,11 +106,10 @@ def test_eject_of_a_dead_primary_promotes_the_most_advanced_replica_and_fences_t
     plane: ControlPlane,
 ) -> None:
     cid, (primary, r1, r2) = build(plane, 3)
-    guest = plane.services.guest
     # The primary had written up to 0x5000; r2 received all of it, r1 less.
-    guest.set_wal(primary["id"], 0x5000)
-    guest.set_wal(r1["id"], 0x4000)
-    guest.set_wal(r2["id"], 0x5000)
+    set_wal(plane.cloud, primary["id"], 0x5000)
+    set_wal(plane.cloud, r1["id"], 0x4000)
+    set_wal(plane.cloud, r2["id"], 0x5000)
     # The primary's server dies (its guest no longer answers).
     server_id = plane.tm.store.get(primary["id"]).compute_instance_id
     assert server_id
@@ -153,8 +154,8 @@ def test_automatic_failover_waits_for_the_primary_to_be_silent_long_enough(
 ) -> None:
     cid, (primary, r1, _r2) = build(plane, 3)
     guest = plane.services.guest
-    guest.set_wal(primary["id"], 0x9000)
-    guest.set_wal(r1["id"], 0x8000)
+    set_wal(plane.cloud, primary["id"], 0x9000)
+    set_wal(plane.cloud, r1["id"], 0x8000)
     settings = dataclasses.replace(plane.settings, cluster_failover_after_s=0.3)
     watch = ClusterWatch(settings, make_session_factory(plane.engine), guest)
     assert watch.check() == []  # the primary answers: it is at 0x9000
@@ -178,3 +179,59 @@ def test_automatic_failover_waits_for_the_primary_to_be_silent_long_enough(
     # r2 followed the primary to 0x9000 (no WAL of its own set): nothing lost.
     assert "last seen at 0/9000: lost window 0 bytes" in lost["message"], lost
     assert any(e["operation"] == "failover_cluster" for e in events)
+
+
+def endpoint(plane: ControlPlane, suffix: str) -> list[str]:
+    record = plane.services.dns.find_record(f"pg-{suffix}.{plane.settings.dns_zone}", "A")
+    return [] if record is None else set_addresses(record.data)
+
+
+def test_the_endpoints_follow_the_primary_and_the_replicas(plane: ControlPlane) -> None:
+    cid, (primary, r1, r2) = build(plane, 3)
+    view = show(plane, cid)
+    zone = plane.settings.dns_zone
+    assert view["endpoints"] == {"rw": f"pg-rw.{zone}", "ro": f"pg-ro.{zone}"}
+    ip = {m["id"]: m["ip"][0] for m in view["instances"]}
+    assert endpoint(plane, "rw") == [ip[primary["id"]]]
+    assert endpoint(plane, "ro") == sorted([ip[r1["id"]], ip[r2["id"]]])
+
+    plane.action(r1["id"], {"promote_to_replica_source": {}})
+    plane.run()
+    assert endpoint(plane, "rw") == [ip[r1["id"]]]
+    assert endpoint(plane, "ro") == sorted([ip[primary["id"]], ip[r2["id"]]])
+
+    r = plane.http.post(plane.url(f"/clusters/{cid}"), json={"grow": [member(name="pg-4")]})
+    assert r.status_code == 202, r.text
+    plane.run()
+    new = next(m for m in show(plane, cid)["instances"] if m["name"] == "pg-4")
+    assert ip[r2["id"]] in endpoint(plane, "ro") and new["ip"][0] in endpoint(plane, "ro")
+
+    r = plane.http.post(plane.url(f"/clusters/{cid}"), json={"shrink": [{"id": r2["id"]}]})
+    assert r.status_code == 202, r.text
+    plane.run()
+    assert endpoint(plane, "ro") == sorted([ip[primary["id"]], new["ip"][0]])
+
+    # Failover: the fenced old primary answers on neither name.
+    plane.services.compute.delete_server(plane.tm.store.get(r1["id"]).compute_instance_id or "")
+    plane.action(r1["id"], {"eject_replica_source": {}})
+    plane.run()
+    rw = endpoint(plane, "rw")
+    assert rw in ([ip[primary["id"]]], [new["ip"][0]])
+    assert ip[r1["id"]] not in endpoint(plane, "ro") + rw
+    assert len(endpoint(plane, "ro")) == 1
+
+    assert plane.http.delete(plane.url(f"/clusters/{cid}")).status_code == 202
+    plane.run()
+    assert endpoint(plane, "rw") == endpoint(plane, "ro") == []
+
+
+def test_a_cluster_name_must_make_endpoints_of_its_own(plane: ControlPlane) -> None:
+    build(plane, 2)
+    body = {"cluster": {"name": "PG", "instances": [member()]}}
+    r = plane.http.post(plane.url("/clusters"), json=body)
+    assert r.status_code == 409 and "cluster.name" in r.text and "pg-rw" in r.text.lower(), r.text
+    for bad in ("pg_1", "-pg", "pg.x", "p" * 61):
+        body = {"cluster": {"name": bad, "instances": [member()]}}
+        r = plane.http.post(plane.url("/clusters"), json=body)
+        assert r.status_code == 400 and "cluster.name" in r.text, (bad, r.text)
+    assert plane.resources()["servers"] == 2

@@ -9,6 +9,7 @@ shows in `GET /instances` and keeps its own flavor and volume: nothing forces th
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 
@@ -28,8 +29,8 @@ from cellar.db import clusters as repo
 from cellar.db import instances as instances_repo
 from cellar.db.jobs import submit_job
 from cellar.db.models import Cluster, DatastoreVersion, Instance
-from cellar.domain.clusters import ClusterTask
-from cellar.domain.errors import BadRequest
+from cellar.domain.clusters import CLUSTER_NAME_PATTERN, ClusterTask, endpoints
+from cellar.domain.errors import BadRequest, Conflict
 from cellar.domain.specs import InstanceSpec, spec_to_dict
 from cellar.domain.status import InstanceTask
 from cellar.taskmanager.failover_watch import check_idle, port_of, take_cluster
@@ -45,6 +46,7 @@ def create(
     provisioning_engine: str,
 ) -> Cluster:
     _datastore, version = resolve_version(session, ref=request.datastore, prefix="cluster")
+    _check_name(session, request.name, settings.dns_zone)
     access = request.access
     cidrs = tuple(access.allowed_cidrs or ()) if access is not None else ()
     cluster = repo.create_cluster(
@@ -242,3 +244,22 @@ def switchover(session: Session, *, cluster: Cluster, candidate: Instance) -> No
             "port": port_of(session, cluster),
         },
     )
+
+
+def _check_name(session: Session, name: str, zone: str) -> None:
+    """A cluster's name makes its endpoints' names: a DNS label, one live cluster each."""
+    names = endpoints(name, zone)
+    if not re.match(CLUSTER_NAME_PATTERN, name):
+        raise BadRequest(
+            "cluster.name",
+            f"must be a DNS label (letters, digits and inner hyphens, at most 60): it names "
+            f"the cluster's endpoints {names.rw} and {names.ro}",
+        )
+    taken = [
+        c for c in repo.list_clusters(session, project_id=None) if c.name.lower() == name.lower()
+    ]
+    if taken:
+        raise Conflict(
+            f"cluster.name: another cluster holds the endpoints {names.rw} and {names.ro}; "
+            "choose another name"
+        )

@@ -72,3 +72,21 @@ def check_cluster_transition(current: ClusterTask, target: ClusterTask) -> None:
         return
     if target not in CLUSTER_TRANSITIONS[current]:
         raise InvalidTransition("The cluster's task", current.value.name, target.value.name)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """A cluster's DNS names: `<name>-rw.<zone>` answers with the primary's address,
+    `<name>-ro.<zone>` with every replica's (one A record each, a record set)."""
+
+    rw: str
+    ro: str
+
+
+def endpoints(cluster_name: str, zone: str) -> Endpoints:
+    return Endpoints(rw=f"{cluster_name}-rw.{zone}", ro=f"{cluster_name}-ro.{zone}")
+
+
+# A cluster's name is the first label of its endpoints: a DNS label, short enough for
+# the `-rw`/`-ro` suffix (63 characters at most in all).
+CLUSTER_NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9-]{0,58}[A-Za-z0-9])?$"

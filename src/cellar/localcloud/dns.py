@@ -123,7 +123,7 @@ class ZoneResolver:
             cnames = [r for r in rows if r["type"] == "CNAME"]
             if wanted or not cnames:
                 for row in wanted:
-                    reply.add_answer(_rr(qname, row))
+                    reply.add_answer(*_rrs(qname, row))
                 return
             reply.add_answer(_rr(qname, cnames[0]))
             target = cnames[0]["data"]
@@ -137,6 +137,13 @@ class ZoneResolver:
             return True
         suffix = "." + name
         return any(row.name.endswith(suffix) for row in self.state.list(RECORD))
+
+
+def _rrs(qname: DNSLabel, row: dict[str, Any]) -> list[RR]:
+    """One answer per address of an A or AAAA record set (its data: addresses, spaced)."""
+    if row["type"] not in ("A", "AAAA"):
+        return [_rr(qname, row)]
+    return [_rr(qname, {**row, "data": address}) for address in str(row["data"]).split()]
 
 
 def _rr(qname: DNSLabel, row: dict[str, Any]) -> RR:

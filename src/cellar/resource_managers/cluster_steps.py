@@ -13,9 +13,11 @@ import contextlib
 import ipaddress
 from typing import Any
 
+from cellar.domain.clusters import Endpoints
 from cellar.domain.errors import CellarError
 from cellar.domain.replication import slot_name
 from cellar.drivers.base import ResourceNotFound
+from cellar.drivers.dns.base import Record, record_set
 from cellar.drivers.network.base import InvalidRule, SecurityGroup
 from cellar.resource_managers.base import InstanceRecord, ManagerContext
 from cellar.resource_managers.common import CellarTask
@@ -125,3 +127,58 @@ class DropReplicationSlot(CellarTask):
             self.primary_id,
             slot_name(self.instance_id),
         )
+
+
+# Members that serve through the endpoints: built, not on their way out or fenced.
+_SERVING = frozenset({"NONE", "RESTART_REQUIRED", "PROMOTING", "RESIZING", "RESIZING_VOLUME",
+                      "REBOOTING", "RESTARTING", "BUILDING"})  # fmt: skip
+
+
+class UpdateEndpoints(CellarTask):
+    """The cluster's endpoints as its rows say now: `rw` the primary's address, `ro` every
+    serving replica's (removed when there is none). Idempotent: names are looked up."""
+
+    def __init__(
+        self, ctx: ManagerContext, cluster_id: str, names: Endpoints | None, *, name: str
+    ) -> None:
+        super().__init__(ctx, cluster_id, name=name)
+        self.names = names
+
+    def execute(self) -> str:
+        if self.names is None:
+            return "no endpoints"
+        members = [m for m in self.ctx.store.cluster_members(self.instance_id)
+                   if m.task in _SERVING and m.addresses]  # fmt: skip
+        primary = [m.addresses[0] for m in members if m.replica_of is None]
+        replicas = [m.addresses[0] for m in members if m.replica_of is not None]
+        self._set(self.names.rw, primary[:1])
+        self._set(self.names.ro, replicas)
+        return f"{self.names.rw} -> {', '.join(primary[:1]) or 'nothing'}; " + (
+            f"{self.names.ro} -> {', '.join(sorted(replicas)) or 'nothing'}"
+        )
+
+    def _set(self, name: str, addresses: list[str]) -> None:
+        dns = self.services.dns
+        found: Record | None = self.call(dns.find_record, name, "A")
+        if not addresses:
+            if found is not None:
+                with contextlib.suppress(ResourceNotFound):
+                    self.call(dns.delete_record, found.id)
+            return
+        data = record_set(addresses)
+        if found is None:
+            self.call(dns.create_record, name=name, rtype="A", data=data, ttl=ENDPOINT_TTL_S)
+        elif found.data != data:
+            self.call(dns.update_record, found.id, data=data)
+
+
+class RemoveEndpoints(UpdateEndpoints):
+    def execute(self) -> str:
+        if self.names is not None:
+            self._set(self.names.rw, [])
+            self._set(self.names.ro, [])
+        return "endpoints removed"
+
+
+# Clients re-resolve an endpoint this soon after a switchover or failover moved it.
+ENDPOINT_TTL_S = 5

@@ -28,6 +28,7 @@ from typing import Any
 
 from taskflow.patterns import linear_flow
 
+from cellar.domain.clusters import Endpoints
 from cellar.domain.errors import CellarError
 from cellar.domain.replication import ReplicationSpec, ReplicationStatus, Role, lsn_to_text
 from cellar.domain.replication import slot_name as replica_slot
@@ -35,6 +36,7 @@ from cellar.domain.status import ServiceStatus
 from cellar.drivers.base import DriverError, ResourceNotFound
 from cellar.drivers.network.base import SecurityGroup
 from cellar.resource_managers.base import ManagerContext
+from cellar.resource_managers.cluster_steps import UpdateEndpoints
 from cellar.resource_managers.common import CellarTask, StopDatastore
 
 
@@ -136,13 +138,22 @@ class CatchUp(_GroupStep):
 
 
 class Promote(_GroupStep):
-    """The candidate takes writes; the rows name it the primary."""
+    """The candidate takes writes; the rows name it the primary, and the old primary its
+    replica (the endpoints follow the rows)."""
+
+    def __init__(
+        self, ctx: ManagerContext, instance_id: str, cluster_id: str, port: int, *, old: str,
+        name: str,
+    ) -> None:  # fmt: skip
+        super().__init__(ctx, instance_id, cluster_id, port, name=name)
+        self.old = old
 
     def execute(self, candidate: str | None = None) -> str:
         iid = candidate or self.instance_id
         if not _is_primary(self, iid):
             self.call(self.services.guest.promote, iid)
         self.ctx.store.record_resources(iid, replica_of_id=None)
+        self.ctx.store.record_resources(self.old, replica_of_id=iid)
         status = _status(self, iid)
         return (
             f"{self.name_of(iid)} is the primary, from LSN {lsn_to_text(status.lsn)} "
@@ -181,14 +192,17 @@ class DropStaleSlots(_GroupStep):
                 self.services.guest.drop_replication_slot(self.instance_id, replica_slot(member))
 
 
-def switchover_flow(ctx: ManagerContext, cluster_id: str, args: dict[str, Any]) -> linear_flow.Flow:
+def switchover_flow(
+    ctx: ManagerContext, cluster_id: str, args: dict[str, Any], names: Endpoints | None = None
+) -> linear_flow.Flow:
     candidate, old, port = args["candidate"], args["old_primary"], int(args["port"])
     replicas: list[str] = list(args.get("replicas") or ())
     at = {iid: f"{ctx.store.get(iid).name}:" for iid in (candidate, old, *replicas)}
     flow = linear_flow.Flow("switchover").add(
         StopOldPrimary(ctx, old, candidate, name=f"{at[old]}datastore.stop"),
         CatchUp(ctx, candidate, old, cluster_id, port, name=f"{at[candidate]}wal.catch_up"),
-        Promote(ctx, candidate, cluster_id, port, name=f"{at[candidate]}promote"),
+        Promote(ctx, candidate, cluster_id, port, old=old, name=f"{at[candidate]}promote"),
+        UpdateEndpoints(ctx, cluster_id, names, name="endpoints.update"),
         FollowNewPrimary(ctx, old, candidate, cluster_id, port, name=f"{at[old]}follow"),
     )
     for replica in replicas:
@@ -291,7 +305,9 @@ class Repoint(_GroupStep):
         self.ctx.store.record_resources(self.instance_id, replica_of_id=candidate)
 
 
-def failover_flow(ctx: ManagerContext, cluster_id: str, args: dict[str, Any]) -> linear_flow.Flow:
+def failover_flow(
+    ctx: ManagerContext, cluster_id: str, args: dict[str, Any], names: Endpoints | None = None
+) -> linear_flow.Flow:
     old, port = args["old_primary"], int(args["port"])
     replicas: list[str] = list(args.get("replicas") or ())
     last = args.get("last_primary_lsn")
@@ -299,7 +315,8 @@ def failover_flow(ctx: ManagerContext, cluster_id: str, args: dict[str, Any]) ->
     return linear_flow.Flow("failover").add(
         Fence(ctx, old, cluster_id, port, name=f"{at}fence"),
         ChooseCandidate(ctx, old, replicas, cluster_id, port, name="candidate.choose"),
-        Promote(ctx, old, cluster_id, port, name="candidate.promote"),
+        Promote(ctx, old, cluster_id, port, old=old, name="candidate.promote"),
+        UpdateEndpoints(ctx, cluster_id, names, name="endpoints.update"),
         RecordLoss(
             ctx, old, None if last is None else int(last), cluster_id, port, name="wal.lost_window"
         ),

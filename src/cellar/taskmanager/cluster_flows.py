@@ -12,12 +12,15 @@ from typing import Any
 
 from taskflow import task
 
+from cellar.db import clusters as clusters_repo
+from cellar.db.engine import transaction
 from cellar.db.models import Job
-from cellar.domain.clusters import ClusterTask
+from cellar.domain.clusters import ClusterTask, Endpoints, endpoints
 from cellar.domain.errors import CellarError
 from cellar.domain.specs import spec_from_dict
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import ResourceManager
+from cellar.resource_managers.cluster_steps import RemoveEndpoints, UpdateEndpoints
 from cellar.resource_managers.failover import failover_flow, switchover_flow
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
@@ -91,6 +94,8 @@ class MarkClusterDeleted(_ClusterStep):
 def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) -> list[Any]:
     """The steps of a cluster job. Deterministic: a resumed job gets the same atoms."""
     kind, cid, args = JobKind(job.kind), job.instance_id or "", job.args
+    names = _endpoints(store, cid, manager.ctx.settings.dns_zone)
+    update = UpdateEndpoints(manager.ctx, cid, names, name="endpoints.update")
     if kind in (JobKind.PROVISION_CLUSTER, JobKind.GROW_CLUSTER):
         members = tuple(spec_from_dict(d) for d in args["members"])
         ids = tuple(m.instance_id for m in members)
@@ -101,6 +106,7 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
         return [
             flow,
             FinishMembers(store, cid, ids, name="members.ready"),
+            update,
             FinishCluster(store, cid, ids, name="cluster.ready"),
         ]
     if kind is JobKind.SHRINK_CLUSTER:
@@ -108,11 +114,13 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
         return [
             manager.shrink_cluster(cid, ids),
             MarkMembersDeleted(store, cid, ids, name="members.deleted"),
+            update,
             FinishCluster(store, cid, ids, name="cluster.ready"),
         ]
     if kind is JobKind.DELETE_CLUSTER:
         ids = tuple(args.get("instance_ids") or ())
         return [
+            RemoveEndpoints(manager.ctx, cid, names, name="endpoints.delete"),
             manager.delete_cluster(cid),
             MarkMembersDeleted(store, cid, ids, name="members.deleted"),
             MarkClusterDeleted(store, cid, ids, name="cluster.deleted"),
@@ -120,18 +128,24 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
     if kind is JobKind.SWITCHOVER_CLUSTER:
         ids = (args["candidate"], args["old_primary"])
         return [
-            switchover_flow(manager.ctx, cid, args),
+            switchover_flow(manager.ctx, cid, args, names),
             FinishPromotion(store, cid, ids, fenced=None, name="members.ready"),
             FinishCluster(store, cid, ids, name="cluster.ready"),
         ]
     if kind is JobKind.FAILOVER_CLUSTER:
         ids = (args["old_primary"],)
         return [
-            failover_flow(manager.ctx, cid, args),
+            failover_flow(manager.ctx, cid, args, names),
             FinishPromotion(store, cid, ids, fenced=args["old_primary"], name="members.ready"),
             FinishCluster(store, cid, ids, name="cluster.ready"),
         ]
     raise ValueError(f"not a cluster job: {job.kind!r}")
+
+
+def _endpoints(store: DbInstanceStore, cluster_id: str, zone: str) -> Endpoints:
+    with transaction(store.sessions, readonly=True) as s:
+        row = clusters_repo.get_cluster(s, cluster_id=cluster_id, deleted=True)
+        return endpoints(row.name, zone)
 
 
 def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, details: str) -> None:

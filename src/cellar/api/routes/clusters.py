@@ -109,6 +109,7 @@ def _view(session: Any, row: Cluster, linker: Links, state: ApiState, *, live: b
         linker,
         lag=_lag(state, members) if live else None,
         heartbeat_timeout_s=state.settings.guest_heartbeat_timeout_s,
+        zone=state.settings.dns_zone,
     )
 
 

@@ -14,7 +14,7 @@ from cellar.api.views.instances import (
     instance_status,
 )
 from cellar.db.models import Cluster, Instance
-from cellar.domain.clusters import ClusterTask
+from cellar.domain.clusters import ClusterTask, endpoints
 from cellar.domain.replication import Role
 
 
@@ -40,6 +40,13 @@ class MemberView(View):
     replication_lag_bytes: int | None = None
 
 
+class EndpointsView(View):
+    """DNS names: `rw` answers with the primary's address, `ro` with each replica's."""
+
+    rw: str
+    ro: str
+
+
 class ClusterView(View):
     id: str
     name: str
@@ -49,6 +56,7 @@ class ClusterView(View):
     links: list[Link]
     datastore: DatastoreLabel
     instances: list[MemberView]
+    endpoints: EndpointsView
     ip: list[str]
     provisioning_engine: str
     fault: FaultView | None = omitted_if_none()
@@ -74,6 +82,7 @@ def cluster_view(
     *,
     lag: Mapping[str, int | None] | None = None,
     heartbeat_timeout_s: float | None = None,
+    zone: str,
 ) -> ClusterView:
     task = ClusterTask.named(row.task_status).value
     fault = None
@@ -108,6 +117,7 @@ def cluster_view(
         links=linker.links(row.tenant_id, "clusters", row.id),
         datastore=DatastoreLabel(type=label[0], version=label[1]),
         instances=views,
+        endpoints=EndpointsView(**vars(endpoints(row.name, zone))),
         ip=[ip for v in views for ip in v.ip],
         provisioning_engine=row.provisioning_engine,
         fault=fault,

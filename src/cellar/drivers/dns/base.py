@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,10 +47,23 @@ class DNSDriver(abc.ABC):
 
     @abc.abstractmethod
     def create_record(self, *, name: str, rtype: str, data: str, ttl: int = 300) -> Record:
-        """Create a record; one with the same name and type raises `RecordExists`."""
+        """Create a record; one with the same name and type raises `RecordExists`.
+
+        An A or AAAA record may hold several addresses, separated by spaces (a record set,
+        Designate's `records`): the name answers with each (`record_set`)."""
 
     @abc.abstractmethod
     def update_record(self, record_id: str, *, data: str) -> Record: ...
 
     @abc.abstractmethod
     def delete_record(self, record_id: str) -> None: ...
+
+
+def record_set(addresses: Iterable[str]) -> str:
+    """The data of an A (or AAAA) record answering with each of `addresses`, sorted."""
+    return " ".join(sorted(set(addresses)))
+
+
+def set_addresses(data: str) -> list[str]:
+    """The addresses of an A or AAAA record's data (`record_set`)."""
+    return data.split()

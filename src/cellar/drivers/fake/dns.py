@@ -24,7 +24,10 @@ def _check(rtype: str, data: str) -> None:
     address_type = _ADDRESS_TYPES.get(rtype)
     if address_type is not None:
         try:
-            address_type(data)
+            if not data.split():
+                raise ValueError(data)
+            for address in data.split():
+                address_type(address)
         except ValueError:
             raise InvalidRequest(f"{data!r} is not the address of a {rtype} record.") from None
 

@@ -167,7 +167,7 @@ class FakeGuest(GuestDriver):
                 raise GuestError(f"Instance {instance_id} is not a replica: nothing to promote.")
             if self._status_now(tx, guest) is not ServiceStatus.RUNNING:
                 raise GuestError(f"Cannot promote instance {instance_id}: it is not running.")
-            lsn = self.replication_status_in(tx, guest)
+            lsn = self._wal_in(tx, guest)
             tx.update(guest.changed(role=Role.PRIMARY.value, primary=None, lsn=lsn))
 
     def follow(self, instance_id: str, replication: ReplicationSpec) -> None:
@@ -209,16 +209,7 @@ class FakeGuest(GuestDriver):
         with self._call("drop_replication_slot") as tx:
             self._reachable(tx, instance_id)
 
-    def set_wal(self, instance_id: str, lsn: int | None) -> None:
-        """The fake's stand-in for writes: the member's WAL position (a replica's then
-        stays there instead of following its primary's; None: follows again)."""
-        with self._call("set_wal") as tx:
-            guest = tx.get(GUEST, _key(instance_id))
-            if guest is None:
-                raise GuestError(f"Instance {instance_id} has no guest.")
-            tx.update(guest.changed(lsn=lsn))
-
-    def replication_status_in(self, tx: Tx, guest: Row) -> int:
+    def _wal_in(self, tx: Tx, guest: Row) -> int:
         """A member's WAL position inside a transaction (see `replication_status`)."""
         if guest.data.get("lsn") is not None or guest.data.get("role") != Role.REPLICA.value:
             return int(guest.data.get("lsn") or 0)
@@ -255,3 +246,13 @@ class FakeGuest(GuestDriver):
         if meanwhile is not None:
             changes = settle_in(meanwhile.value, tx.now, self._cloud.latency_s)
         tx.update(guest.changed(status=status.value, changed_at=tx.now, **changes))
+
+
+def set_wal(cloud: FakeCloud, instance_id: str, lsn: int | None) -> None:
+    """The fake's stand-in for writes, for tests: a member's WAL position (a replica's then
+    stays there instead of following its primary's; None: it follows again)."""
+    with cloud.call("guest.set_wal") as tx:
+        guest = tx.get(GUEST, _key(instance_id))
+        if guest is None:
+            raise GuestError(f"Instance {instance_id} has no guest.")
+        tx.update(guest.changed(lsn=lsn))

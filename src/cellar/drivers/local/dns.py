@@ -113,7 +113,10 @@ def _check_data(rtype: str, data: str) -> None:
     if rtype in ("A", "AAAA"):
         address_type = ipaddress.IPv4Address if rtype == "A" else ipaddress.IPv6Address
         try:
-            address_type(data)
+            if not data.split():
+                raise ValueError(data)
+            for address in data.split():
+                address_type(address)
         except ValueError:
             raise InvalidRequest(f"{data!r} is not the address of a {rtype} record.") from None
     elif rtype == "CNAME" and not valid_hostname(data):
