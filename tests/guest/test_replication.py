@@ -73,15 +73,21 @@ def test_the_prepare_body_takes_a_replication_object() -> None:
 
 
 @pytest.fixture
-def data_dirs() -> Iterator[tuple[Path, Path]]:
+def scratch() -> Iterator[Path]:
+    """Where the servers' data directories go (a, b, c), all stopped at the end."""
     base = Path(tempfile.mkdtemp(prefix="cr-", dir="/tmp"))
     base.chmod(0o755)
     try:
-        yield base / "a", base / "b"
+        yield base
     finally:
-        for name in ("a", "b"):
+        for name in ("a", "b", "c"):
             stop_cluster(base / name / "pgdata")
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def data_dirs(scratch: Path) -> tuple[Path, Path]:
+    return scratch / "a", scratch / "b"
 
 
 def app(port: int, host: str) -> psycopg.Connection[tuple[object, ...]]:
@@ -223,6 +229,37 @@ def test_a_replica_streams_is_promoted_and_the_old_primary_follows(
     b.drop_slot(a_slot_on_b)
     assert all(r.slot != a_slot_on_b for r in b.replication_status().replicas)
     print("timings (s):", timings)
+
+
+@needs_real_postgres
+def test_a_running_standby_follows_the_promoted_one(scratch: Path) -> None:
+    """A primary and two replicas; the primary stops, b is promoted, c (running) is
+    re-pointed at b without a restart and follows b's new timeline."""
+    a, b, c = (
+        PostgreSQL(scratch / n, address="127.0.0.1", version=PG_VERSION, port=free_port())
+        for n in "abc"
+    )
+    a.prepare(request(a.port, replication=ReplicationSpec(Role.PRIMARY, PASSWORD)))
+    with connect(a.port, *APP) as conn:
+        conn.execute("CREATE TABLE notes (id int PRIMARY KEY)")
+    b.prepare(request(b.port, replication=standby_of(a, "b")))
+    c.prepare(request(c.port, replication=standby_of(a, "c")))
+    insert(a.port, 1)
+    a.stop()
+    stopped = a.stopped_lsn()
+    for standby in (b, c):
+        wait_until(standby.replication_status, lambda st: st.lsn >= stopped, "replay")
+    b.promote()
+    c_pid = (c.pgdata / "postmaster.pid").read_text().split()[0]
+    started = time.monotonic()
+    c.follow(standby_of(b, "c"))
+    print(f"a running standby re-pointed in {time.monotonic() - started:.2f} s")
+    assert (c.pgdata / "postmaster.pid").read_text().split()[0] == c_pid  # no restart
+    insert(b.port, 2)
+    wait_until(lambda: rows(c.port), lambda r: r == [(1,), (2,)], "b's row on c")
+    assert c.replication_status().timeline == 2
+    [lag] = b.replication_status().replicas
+    assert lag.slot == slot_name("c") and lag.active
 
 
 # Through the agents' HTTP API, driven by the local guest driver.
