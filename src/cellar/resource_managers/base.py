@@ -100,6 +100,9 @@ class InstanceStore(Protocol):
         """Store cloud ids as soon as they exist: compute_instance_id, volume_id,
         security_group_id, dns_record_id, addresses, stack_id, hostname."""
 
+    def record_cluster_stack(self, cluster_id: str, stack_id: str | None) -> None:
+        """The stack of an orchestrated cluster, on the cluster's row."""
+
     def set_server_status(self, instance_id: str, status: ServerStatus | None) -> None: ...
 
     def set_service_status(self, instance_id: str, status: ServiceStatus) -> None: ...

@@ -1,7 +1,11 @@
 """The migration resource manager: for a deployment moving from `native` to
 `orchestrator` with instances running. New instances are orchestrated; each existing one
 keeps the path it was provisioned by (`instances.provisioning_engine`, backfilled to
-`native`), for resize, volume resize, reboot, security groups, DNS and delete."""
+`native`), for resize, volume resize, reboot, security groups, DNS and delete.
+
+Clusters likewise: a new cluster is orchestrated (one stack); an existing one keeps its
+own engine (`clusters.provisioning_engine`, which its members' rows carry) for grow,
+shrink and delete."""
 
 from __future__ import annotations
 
@@ -28,13 +32,22 @@ class MigrationManager(ResourceManager):
 
     @classmethod
     def supports(cls, operation: Operation, provisioning_engine: str | None = None) -> bool:
-        if operation is Operation.PROVISION_INSTANCE:
+        if operation in (Operation.PROVISION_INSTANCE, Operation.PROVISION_CLUSTER):
             return OrchestratorManager.supports(operation)
         return ENGINES[provisioning_engine or "native"].supports(operation)
 
     def _for(self, instance_id: str) -> ResourceManager:
-        engine = self.ctx.store.get(instance_id).provisioning_engine or "native"
-        return self.orchestrator if engine == "orchestrator" else self.native
+        return self._engine(self.ctx.store.get(instance_id).provisioning_engine)
+
+    def _for_cluster(self, cluster_id: str) -> ResourceManager:
+        """The cluster's engine, as its members' rows carry it (all the same: each is
+        written with the cluster's); a cluster without live members has nothing to
+        orchestrate, and the native path's flows are then empty."""
+        members = self.ctx.store.cluster_members(cluster_id)
+        return self._engine(members[0].provisioning_engine if members else None)
+
+    def _engine(self, provisioning_engine: str | None) -> ResourceManager:
+        return self.orchestrator if provisioning_engine == "orchestrator" else self.native
 
     def provision_instance(self, spec: InstanceSpec) -> Flow:
         return self.orchestrator.provision_instance(spec)
@@ -71,3 +84,15 @@ class MigrationManager(ResourceManager):
 
     def delete_dns_record(self, instance_id: str) -> Flow:
         return self._for(instance_id).delete_dns_record(instance_id)
+
+    def provision_cluster(self, cluster_id: str, members: tuple[InstanceSpec, ...]) -> Flow:
+        return self.orchestrator.provision_cluster(cluster_id, members)
+
+    def grow_cluster(self, cluster_id: str, members: tuple[InstanceSpec, ...]) -> Flow:
+        return self._for_cluster(cluster_id).grow_cluster(cluster_id, members)
+
+    def shrink_cluster(self, cluster_id: str, instance_ids: tuple[str, ...]) -> Flow:
+        return self._for_cluster(cluster_id).shrink_cluster(cluster_id, instance_ids)
+
+    def delete_cluster(self, cluster_id: str) -> Flow:
+        return self._for_cluster(cluster_id).delete_cluster(cluster_id)

@@ -69,13 +69,7 @@ class TemplateChange(StackTask):
 
     def revert(self, previous_template: dict[str, Any], **kwargs: Any) -> None:
         stack_id = self.stack_id()
-        stack = self.wait_for(
-            f"stack {stack_id} to settle",
-            lambda: self.stacks.get(stack_id),
-            lambda s: not s.is_in_progress,
-            timeout_s=self.ctx.settings.guest_timeout_s + self.ctx.settings.server_timeout_s,
-            cancellable=False,
-        )
+        stack = self.wait_settled(stack_id)
         if stack.is_failed or self.call(self.stacks.template, stack_id) != previous_template:
             self.call(self.stacks.update, stack_id, template=previous_template)
             self.wait_stack(stack_id, "UPDATE", cancellable=False)

@@ -27,13 +27,16 @@ from cellar.orchestration.stacks import (
     StackNotFound,
     StackService,
 )
+from cellar.orchestration.templates.cluster import prefix_of
 from cellar.orchestration.templates.instance import (
     DNS_RECORD,
+    FLAVOR,
     READY_HANDLE,
     SECURITY_GROUP,
     SERVER,
     VOLUME,
     VOLUME_ATTACHMENT,
+    VOLUME_SIZE,
     instance_parameters,
     instance_template,
     update_parameters,
@@ -56,6 +59,25 @@ class StackTask(CellarTask):
             raise CellarError(f"Instance {self.instance_id} has no stack.")
         return stack_id
 
+    def prefix(self) -> str:
+        """What the instance's resource and parameter names start with in its stack: a
+        cluster member's prefix in its cluster's stack, nothing in a stack of its own."""
+        if self.ctx.store.get(self.instance_id).cluster_id is None:
+            return ""
+        return prefix_of(self.instance_id)
+
+    def signal_ready(self, stack_id: str) -> None:
+        """Once the datastore is RUNNING: signal the instance's wait condition for a guest
+        that runs no code of its own (the fake); a real guest signals it itself."""
+        wait_for_service(self, ServiceStatus.RUNNING, timeout_s=self.ctx.settings.guest_timeout_s)
+        if not self.services.guest.signals_ready:
+            self.call(
+                self.stacks.signal,
+                stack_id,
+                f"{self.prefix()}{READY_HANDLE}",
+                {"status": "SUCCESS", "reason": "the datastore is RUNNING", "id": "1"},
+            )
+
     def wait_stack(
         self, stack_id: str, action: str | tuple[str, ...], *, cancellable: bool = True
     ) -> Stack:
@@ -69,6 +91,17 @@ class StackTask(CellarTask):
             failed=lambda s: self._failure(s) if s.is_failed or s.action == "ROLLBACK" else None,
             timeout_s=self.ctx.settings.guest_timeout_s + self.ctx.settings.server_timeout_s,
             cancellable=cancellable,
+        )
+
+    def wait_settled(self, stack_id: str) -> Stack:
+        """Until no operation runs on the stack (whatever its outcome); not cancellable:
+        reverts wait so."""
+        return self.wait_for(
+            f"stack {stack_id} to settle",
+            lambda: self.stacks.get(stack_id),
+            lambda s: not s.is_in_progress,
+            timeout_s=self.ctx.settings.guest_timeout_s + self.ctx.settings.server_timeout_s,
+            cancellable=False,
         )
 
     def _failure(self, stack: Stack) -> str:
@@ -102,6 +135,11 @@ class StackTask(CellarTask):
         stack_id = self.ctx.store.get(self.instance_id).stack_id
         if not stack_id:
             return
+        self.remove_stack(stack_id)
+        self.forget_resources(self.instance_id)
+
+    def remove_stack(self, stack_id: str) -> None:
+        """Delete the stack and wait until it is gone (an unknown one is gone already)."""
         try:
             self.call(self.stacks.delete, stack_id)
             self.wait_for(
@@ -114,8 +152,11 @@ class StackTask(CellarTask):
             )
         except StackNotFound:
             pass
+
+    def forget_resources(self, instance_id: str) -> None:
+        """The instance owns no stack resources any more."""
         self.ctx.store.record_resources(
-            self.instance_id,
+            instance_id,
             stack_id=None,
             compute_instance_id=None,
             volume_id=None,
@@ -169,6 +210,8 @@ class WaitForServer(StackTask):
     def execute(self) -> str:
         stack_id = self.stack_id()
         self.retry_if_interrupted(stack_id)
+        at = self.prefix()
+        server, attachment = f"{at}{SERVER}", f"{at}{VOLUME_ATTACHMENT}"
 
         def ready() -> dict[str, str]:
             stack = self.stacks.get(stack_id)
@@ -183,22 +226,22 @@ class WaitForServer(StackTask):
         ids = self.wait_for(
             f"the server of stack {stack_id}",
             ready,
-            lambda done: SERVER in done and VOLUME_ATTACHMENT in done,
+            lambda done: server in done and attachment in done,
             timeout_s=self.ctx.settings.server_timeout_s,
         )
-        server: Server = self.call(self.services.compute.get_server, ids[SERVER])
+        made: Server = self.call(self.services.compute.get_server, ids[server])
         self.ctx.store.record_resources(
             self.instance_id,
-            compute_instance_id=ids[SERVER],
-            volume_id=ids.get(VOLUME),
-            security_group_id=ids.get(SECURITY_GROUP),
-            addresses=list(server.addresses),
-            server_status=server.status.value,
+            compute_instance_id=ids[server],
+            volume_id=ids.get(f"{at}{VOLUME}"),
+            security_group_id=ids.get(f"{at}{SECURITY_GROUP}"),
+            addresses=list(made.addresses),
+            server_status=made.status.value,
         )
         # The server uses the group, so its rules are made: give their rows the cloud's
         # ids, as the native provision does.
         record_rule_ids(self)
-        return ids[SERVER]
+        return ids[server]
 
 
 class WaitForStack(StackTask):
@@ -207,15 +250,7 @@ class WaitForStack(StackTask):
     def execute(self) -> None:
         stack_id = self.stack_id()
         self.retry_if_interrupted(stack_id)
-        wait_for_service(self, ServiceStatus.RUNNING, timeout_s=self.ctx.settings.guest_timeout_s)
-        if not self.services.guest.signals_ready:
-            # This guest runs no code of its own (the fake): signal for it.
-            self.call(
-                self.stacks.signal,
-                stack_id,
-                READY_HANDLE,
-                {"status": "SUCCESS", "reason": "the datastore is RUNNING", "id": "1"},
-            )
+        self.signal_ready(stack_id)
         # CREATE, or UPDATE when a task manager's death made it retry the create.
         stack = self.wait_stack(stack_id, ("CREATE", "UPDATE"))
         record = {r.name: r.physical_id for r in self.stacks.resources(stack_id)}
@@ -234,21 +269,24 @@ class UpdateStack(StackTask):
         self.changes = changes
 
     def _old(self) -> dict[str, Any]:
-        record = self.ctx.store.get(self.instance_id)
-        return {"flavor": record.flavor_id, "volume_size": record.volume_size}
+        record, at = self.ctx.store.get(self.instance_id), self.prefix()
+        return {f"{at}{FLAVOR}": record.flavor_id, f"{at}{VOLUME_SIZE}": record.volume_size}
 
     def execute(self) -> None:
+        """Only this instance's parameters: in a cluster's stack, the other members'
+        are left out, so PATCH keeps them and the engine leaves their resources alone."""
         self.check_not_cancelled()
-        stack_id = self.stack_id()
-        parameters = update_parameters(self._old(), **self.changes)
+        stack_id, at = self.stack_id(), self.prefix()
+        changes = {f"{at}{key}": value for key, value in self.changes.items()}
+        parameters = update_parameters(self._old(), **changes)
         self.call(self.stacks.update, stack_id, parameters=parameters)
         self.wait_stack(stack_id, "UPDATE")
 
     def revert(self, *args: Any, **kwargs: Any) -> None:
         if "flavor" not in self.changes:
             return
-        stack_id = self.stack_id()
-        self.call(self.stacks.update, stack_id, parameters={"flavor": self._old()["flavor"]})
+        stack_id, flavor = self.stack_id(), f"{self.prefix()}{FLAVOR}"
+        self.call(self.stacks.update, stack_id, parameters={flavor: self._old()[flavor]})
         self.wait_stack(stack_id, "UPDATE", cancellable=False)
 
 
@@ -271,7 +309,7 @@ class SignalReboot(StackTask):
         stack_id = self.stack_id()
         server_id = self.ctx.store.get(self.instance_id).compute_instance_id or ""
         try:
-            self.call(self.stacks.signal, stack_id, SERVER, {"action": REBOOT})
+            self.call(self.stacks.signal, stack_id, f"{self.prefix()}{SERVER}", {"action": REBOOT})
         except SignalNotSupported:
             self.call(self.services.compute.reboot_server, server_id)
         wait_for_server(self, server_id, ServerStatus.ACTIVE, "reboot")

@@ -48,6 +48,8 @@ def _record(row: Any) -> InstanceRecord:
         server_status=ServerStatus(row.server_status) if row.server_status else None,
         service_status=ServiceStatus(row.service_status),
         created=row.created,
+        cluster_id=row.cluster_id,
+        replica_of=row.replica_of_id,
     )
 
 
@@ -109,6 +111,10 @@ class DbInstanceStore:
                     .where(GROUPS.c.instance_id == instance_id)
                     .values(provider_id=ids["security_group_id"])
                 )
+
+    def record_cluster_stack(self, cluster_id: str, stack_id: str | None) -> None:
+        with transaction(self.sessions) as s:
+            clusters_repo.update_cluster(s, cluster_id=cluster_id, stack_id=stack_id)
 
     def set_server_status(self, instance_id: str, status: ServerStatus | None) -> None:
         self._update(instance_id, server_status=status.value if status else None)

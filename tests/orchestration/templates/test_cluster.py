@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
-from cellar.orchestration.templates import cluster_parameters, cluster_template, member_prefix
+from cellar.orchestration.templates import (
+    cluster_parameters,
+    cluster_template,
+    member_prefix,
+    with_members,
+    without_members,
+)
 from orchestration.templates.helpers import (
     LARGE,
     SMALL,
@@ -96,3 +103,34 @@ def test_refuses_a_stranger_as_primary_and_duplicate_members() -> None:
         cluster_template([A, B], primary="z")
     with pytest.raises(ValueError):
         cluster_template([A, spec("a")])
+
+
+def replica(s: Any, of: str) -> Any:
+    return dataclasses.replace(s, replica_of=of)
+
+
+def test_a_stored_template_edited_equals_the_one_built_from_the_new_member_list() -> None:
+    data = {"a": {"k": "1"}, "b": {"k": "2"}, "c-1": {"k": "3", "secret": "s"}}
+    two = cluster_template([A, B], primary="a", network="db-net", user_data=data)
+    three = cluster_template([A, B, C], primary="a", network="db-net", user_data=data)
+    grown = with_members(two, [replica(C, "a")], user_data=data)
+    assert grown == three
+    # Idempotent: a member the template has already is left as it is.
+    assert with_members(grown, [replica(C, "a")], user_data=data) == three
+    assert two["resources"]["m_a_server"] == grown["resources"]["m_a_server"]
+    shrunk = without_members(three, ["b"])
+    assert shrunk == cluster_template([A, C], primary="a", network="db-net", user_data=data)
+    assert without_members(shrunk, ["b"]) == shrunk
+
+
+def test_removing_a_member_leaves_one_whose_id_extends_its_own() -> None:
+    a1 = spec("a-1")
+    template = cluster_template([A, a1, B], primary="a")
+    assert without_members(template, ["a"])["resources"].keys() == {
+        n for n in template["resources"] if not n.startswith("m_a_") or n.startswith("m_a_1_")
+    }
+
+
+def test_a_grow_refuses_a_primary_the_template_lacks() -> None:
+    with pytest.raises(ValueError):
+        with_members(cluster_template([A], primary="a"), [replica(B, "z")])

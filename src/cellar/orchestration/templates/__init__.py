@@ -11,6 +11,8 @@ from cellar.orchestration.templates.cluster import (
     cluster_parameters,
     cluster_template,
     member_prefix,
+    with_members,
+    without_members,
 )
 from cellar.orchestration.templates.instance import (
     HOT_VERSION,
@@ -27,4 +29,6 @@ __all__ = [
     "instance_template",
     "member_prefix",
     "update_parameters",
+    "with_members",
+    "without_members",
 ]
