@@ -4,6 +4,8 @@ grow, shrink and resize leave the other members' resources alone, ids and events
 
 from __future__ import annotations
 
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +14,15 @@ from plane import ControlPlane, make_plane, running
 from sqlalchemy import select
 from taskflow import engines
 from test_clusters import act, create_cluster, member, show
+from test_crash import Processes, wait_until
 
 from cellar.db.engine import make_session_factory, transaction
 from cellar.db.models import Cluster, Instance, Job
 from cellar.domain.errors import OperationIsNotSupported
 from cellar.domain.replication import slot_name
 from cellar.domain.specs import RuleSpec, spec_from_dict
-from cellar.orchestration.stacks import StackService
+from cellar.orchestration.local.service import LocalStackService
+from cellar.orchestration.stacks import ENGINE_WENT_DOWN, StackService
 from cellar.orchestration.templates.cluster import prefix_of
 from cellar.resource_managers.base import Operation
 from cellar.resource_managers.migration import MigrationManager
@@ -309,3 +313,51 @@ def test_under_migration_a_cluster_follows_its_own_engine(tmp_path: Path) -> Non
         plane.run()
         assert stacks(plane).find(cluster_stack_name(new)) is None
         assert sum(plane.resources().values()) == 0 and plane.orphans() == []
+
+
+@pytest.mark.slow
+def test_sigkill_mid_cluster_create_then_restart_makes_no_second_stack(tmp_path: Path) -> None:
+    # Slow enough that the kill lands in the middle of the create.
+    plane = make_plane(
+        tmp_path,
+        fake_latency_s=0.15,
+        job_lease_s=2.0,
+        workers=2,
+        resource_manager="orchestrator",
+    )
+    procs = Processes(plane.settings)
+    try:
+        first = procs.taskmanager("tm-a")
+        cid = create_cluster(plane, [member("2", 2), member()])
+        wait_until(
+            "the primary's server", lambda: plane.cloud.call_count("compute.create_server") >= 1
+        )
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        assert show(plane, cid)["task"]["name"] == "BUILDING"
+
+        procs.taskmanager("tm-a")  # the same name: takes its jobs back at once
+        wait_until("the cluster", lambda: show(plane, cid)["task"]["name"] in ("NONE", "ERROR"))
+        view = show(plane, cid)
+        assert view["task"]["name"] == "NONE", view
+        assert [m["status"] for m in view["instances"]] == ["ACTIVE", "ACTIVE"]
+        service = stacks(plane)
+        assert isinstance(service, LocalStackService)
+        named = service.engine.store.find_stacks(cluster_stack_name(cid))
+        assert len(named) == 1
+        # The dead engine's create was failed by the task manager that took the job
+        # back, then retried by an update that kept what it had made.
+        reasons = [e.reason for e in service.events(named[0].id)]
+        assert any(r.startswith(ENGINE_WENT_DOWN) for r in reasons), reasons
+        assert plane.cloud.call_count("compute.create_server") == 2
+        made = plane.resources()
+        assert (made["servers"], made["volumes"], made["security_groups"]) == (2, 2, 2)
+
+        assert plane.http.delete(plane.url(f"/clusters/{cid}")).status_code == 202
+        wait_until(
+            "deleted", lambda: plane.http.get(plane.url(f"/clusters/{cid}")).status_code == 404
+        )
+        assert sum(plane.resources().values()) == 0 and plane.orphans() == []
+    finally:
+        procs.stop_all()
+        plane.engine.dispose()

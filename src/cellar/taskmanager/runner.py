@@ -39,6 +39,7 @@ from cellar.orchestration.local.service import LocalStackService
 from cellar.resource_managers import manager_class
 from cellar.resource_managers.base import ManagerContext, ResourceManager
 from cellar.resource_managers.common import OperationCancelled
+from cellar.resource_managers.orchestrator_cluster import cluster_stack_name
 from cellar.taskmanager.cluster_flows import record_cluster_failure
 from cellar.taskmanager.failover_watch import ClusterWatch
 from cellar.taskmanager.flows import build_flow, failure_task
@@ -269,9 +270,13 @@ class TaskManager:
         if self.stacks is None or job.instance_id is None:
             return
         try:
-            stack_id = self.store.get(job.instance_id).stack_id
+            if JobKind(job.kind).is_cluster:  # the cluster's one stack, found by its name
+                name, stack_id = cluster_stack_name(job.instance_id), None
+            else:
+                name = resource_name(job.instance_id)
+                stack_id = self.store.get(job.instance_id).stack_id
             if not stack_id:  # made, but the dead one did not record it
-                found = self.stacks.find(resource_name(job.instance_id))
+                found = self.stacks.find(name)
                 stack_id = found.id if found is not None else None
         except CellarError:
             return
