@@ -4,7 +4,10 @@ Starts `cellar serve` in its own state directory, then through the API: create a
 instance (with a progress display), resize its flavor, grow its volume, reboot it,
 restart its datastore, delete it, and audit the cloud; on the local cloud it also
 connects to PostgreSQL by the instance's DNS name, writes rows, keeps writing while the
-volume grows, and checks the rows after every change. Prints a summary at the end.
+volume grows, and checks the rows after every change. Then a cluster (demo_cluster.py):
+three members of two sizes, rows read on each replica, a grow, a switchover while a writer
+keeps writing (its longest gap and the rows lost), a shrink and a delete. Prints a summary
+at the end.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import click
 from rich.table import Table
 
 from cellar.cli.client import Client, console, wait_for
+from cellar.cli.demo_cluster import ClusterFigures, cluster_scenario, delete_clusters
 from cellar.cli.demo_db import DemoDatabase
 from cellar.cli.embedded import free_port, issue_token, serving
 from cellar.cli.server import settings_env
@@ -73,7 +77,8 @@ def _local_problems() -> list[str]:
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None)
 def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | None) -> None:
-    """Create, resize, grow, reboot, restart and delete an instance, then audit."""
+    """An instance (create, resize, grow, reboot, restart, delete), then a cluster (create,
+    grow, switchover while writing, shrink, delete), then audit."""
     if backend == "local" and (problems := _local_problems()):
         console.print(
             "[yellow]The local cloud cannot run here[/]: missing "
@@ -100,7 +105,7 @@ def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | 
         with serving(settings) as served:
             client = Client(served.url, token, "demo")
             try:
-                scenario(client, settings, steps)
+                figures = scenario(client, settings, steps)
             except BaseException:
                 _delete_everything(client)
                 raise
@@ -111,10 +116,12 @@ def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | 
 
             teardown(settings)
     console.print(steps.table())
+    if figures.rows:  # the database work ran (the local cloud)
+        console.print(figures.table())
     console.print(f"[green]demo passed[/] (server log: {state / 'serve.log'})")
 
 
-def scenario(client: Client, settings: Settings, steps: Steps) -> None:
+def scenario(client: Client, settings: Settings, steps: Steps) -> ClusterFigures:
     local = settings.backend == "local"
     password = "demo-" + os.urandom(6).hex()
 
@@ -174,6 +181,7 @@ def scenario(client: Client, settings: Settings, steps: Steps) -> None:
         wait_for(client, iid, until=(), gone_ok=True, after=last)
 
     steps.run("delete", delete)
+    figures = cluster_scenario(client, settings, steps)
 
     def audit() -> None:
         result = subprocess.run(
@@ -194,12 +202,14 @@ def scenario(client: Client, settings: Settings, steps: Steps) -> None:
             console.print("host: no namespace, loop device, mount, cgroup or nft table left")
 
     steps.run("audit", audit)
+    return figures
 
 
 def _delete_everything(client: Client) -> None:
     """After a failed step: delete what the demo made, so the machine is left clean."""
-    console.print("[yellow]the demo failed; deleting its instances[/]")
+    console.print("[yellow]the demo failed; deleting its clusters and instances[/]")
     try:
+        delete_clusters(client)
         ids = [i["id"] for i in client.request("GET", "/instances")["instances"]]
         for iid in ids:
             client.request("DELETE", f"/instances/{iid}")
