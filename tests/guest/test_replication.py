@@ -377,3 +377,29 @@ def test_the_local_guest_driver_replicates_through_the_agents(
         driver._command(b.instance_id, "/replication/slots/drop", {"slot": "Bad"})
     driver.drop_replication_slot(b.instance_id, slot_name(a.instance_id))
     assert driver.replication_status(b.instance_id).replicas == ()
+
+
+@needs_real_postgres
+def test_a_primary_prepared_alone_becomes_a_source_for_its_first_replica(
+    data_dirs: tuple[Path, Path],
+) -> None:
+    """Trove's `replica_of` on an instance made without replicas: it had no replication
+    role; `make_source` makes one (a repeat only sets the password), then a replica
+    copies it; a replica is no source."""
+    a_port, b_port = free_port(), free_port()
+    a = PostgreSQL(data_dirs[0], address="127.0.0.1", version=PG_VERSION, port=a_port)
+    b = PostgreSQL(data_dirs[1], address="127.0.0.1", version=PG_VERSION, port=b_port)
+    a.prepare(request(a_port))
+    with a.connect() as conn:
+        found = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (REPLICATION_USER,))
+        assert found.fetchone() is None
+    with connect(a_port, *APP) as conn:
+        conn.execute("CREATE TABLE notes (id int PRIMARY KEY)")
+    insert(a_port, 1)
+    a.make_source(PASSWORD)
+    a.make_source(PASSWORD)
+    b.prepare(request(b_port, replication=standby_of(a, "b")))
+    insert(a_port, 2)
+    wait_until(lambda: rows(b_port), lambda r: r == [(1,), (2,)], "rows on the replica")
+    with pytest.raises(GuestConflict):
+        b.make_source(PASSWORD)

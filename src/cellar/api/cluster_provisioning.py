@@ -80,7 +80,7 @@ def create(
 
 def grow(
     session: Session, *, cluster: Cluster, requested: Sequence[ClusterMember], settings: Settings
-) -> None:
+) -> list[InstanceSpec]:
     current = repo.members(session, cluster_id=cluster.id)
     primary = _primary(current, cluster)
     take_cluster(session, cluster, ClusterTask.GROWING_CLUSTER)
@@ -105,6 +105,7 @@ def grow(
         instance_id=cluster.id,
         args={"members": [spec_to_dict(s) for s in specs]},
     )
+    return specs
 
 
 def shrink(session: Session, *, cluster: Cluster, requested: Sequence[ShrinkMember]) -> None:

@@ -84,6 +84,12 @@ def provision(
 ) -> tuple[Instance, tuple[str, str]]:
     """Write the instance (task BUILDING), its security group and rules, and the job."""
     _check_grants(request)
+    if request.replica_count is not None:
+        raise BadRequest("instance.replica_count", "goes with replica_of")
+    if request.flavorRef is None:
+        raise BadRequest("instance.flavorRef", "is required (unless replica_of is given)")
+    if request.volume is None:
+        raise BadRequest("instance.volume", "is required (unless replica_of is given)")
     flavor = resolve_flavor(session, ref=request.flavorRef, field="instance.flavorRef")
     datastore, version = resolve_version(session, ref=request.datastore)
     access = request.access

@@ -155,14 +155,25 @@ class Access(StrictModel):
         return value
 
 
+# Replicas one request may add (Trove's `max_replicas_per_master` is 3 by default; a
+# PostgreSQL primary here keeps 10 WAL senders and 10 slots).
+MAX_REPLICAS = 8
+
+
 class InstanceCreate(StrictModel):
+    """An instance, or with `replica_of` (an instance's id or name) `replica_count`
+    replicas of it (Trove's door to replication): a replica without `flavorRef` or
+    `volume` copies its primary's."""
+
     name: Name
-    flavorRef: Reference
-    volume: VolumeCreate
+    flavorRef: Reference | None = None
+    volume: VolumeCreate | None = None
     datastore: DatastoreRef | None = None
     databases: list[DatabaseCreate] = Field(default_factory=list)
     users: list[UserCreate] = Field(default_factory=list)
     access: Access | None = None
+    replica_of: Reference | None = None
+    replica_count: Annotated[int, Field(ge=1, le=MAX_REPLICAS, strict=True)] | None = None
 
     @field_validator("databases")
     @classmethod
@@ -179,6 +190,15 @@ class InstanceCreate(StrictModel):
 
 class InstanceCreateRequest(StrictModel):
     instance: InstanceCreate
+
+
+class InstanceUpdate(StrictModel):
+    name: Name | None = None
+    replica_of: Reference | None = None
+
+
+class InstanceUpdateRequest(StrictModel):
+    instance: InstanceUpdate
 
 
 class ResizeVolume(StrictModel):

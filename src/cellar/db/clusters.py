@@ -41,8 +41,13 @@ def get_cluster(
     return row
 
 
-def list_clusters(session: Session, *, project_id: str | None) -> list[Cluster]:
+def list_clusters(
+    session: Session, *, project_id: str | None, implicit: bool = False
+) -> list[Cluster]:
+    """Live clusters; with `implicit`, also the groups made by `replica_of`."""
     query = select(Cluster).where(Cluster.deleted.is_(False))
+    if not implicit:
+        query = query.where(Cluster.implicit.is_(False))
     if project_id is not None:
         query = query.where(Cluster.tenant_id == project_id)
     return list(session.scalars(query.order_by(Cluster.created, Cluster.id)))

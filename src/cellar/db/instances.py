@@ -127,3 +127,14 @@ def list_instances(
     if len(rows) > limit:
         return rows[:limit], rows[limit - 1].id
     return rows, None
+
+
+def replicas_of(session: Session, *, instance_id: str) -> list[str]:
+    """The ids of the live replicas of an instance, oldest first."""
+    return list(
+        session.scalars(
+            select(Instance.id)
+            .where(Instance.replica_of_id == instance_id, Instance.deleted.is_(False))
+            .order_by(Instance.created, Instance.id)
+        )
+    )

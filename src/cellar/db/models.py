@@ -16,6 +16,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -110,6 +111,9 @@ class Cluster(Base):
     updated: Mapped[datetime] = mapped_column(DateTime)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # The group of a primary whose replicas came through `replica_of` (its id is the
+    # primary's): not listed under /clusters, no endpoints.
+    implicit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class SecurityGroup(Base):

@@ -87,6 +87,14 @@ def _follow(manager: DatastoreManager, body: Any) -> dict[str, Any]:
     return {}
 
 
+def _make_source(manager: DatastoreManager, body: Any) -> dict[str, Any]:
+    spec = parse_replication(body, "")
+    if spec.role is not Role.PRIMARY:
+        raise ValueError("role must be primary: replicas stream from a primary")
+    manager.make_source(spec.password)
+    return {}
+
+
 def _drop_slot(manager: DatastoreManager, body: Any) -> dict[str, Any]:
     manager.drop_slot(parse_slot(body.get("slot") if isinstance(body, dict) else None))
     return {}
@@ -104,6 +112,7 @@ COMMANDS: dict[str, Any] = {
     "replication": lambda m, _b: replication_body(m.replication_status()),
     "promote": lambda m, _b: m.promote() or {},
     "follow": _follow,
+    "make_source": _make_source,
     "drop_slot": _drop_slot,
     "stopped_lsn": lambda m, _b: {"lsn": m.stopped_lsn()},
 }

@@ -18,6 +18,8 @@ extra dependency inside the server.
     POST /promote        200 once the replica takes writes | 409 on a primary
     POST /follow         {"role": "replica", "password", "primary_address", "primary_port",
                          "slot"}: 200 once it streams from that primary | 400 bad body
+    POST /replication/source  {"role": "primary", "password"}: 200 once replicas may stream
+                         from this primary (the replication role made) | 409 on a replica
     POST /replication/slots/drop  {"slot"}: 200 (also when there was no such slot)
     GET  /stopped_lsn    200 {"lsn"} of a cleanly stopped datastore | 409 running or crashed
 
@@ -60,6 +62,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("GET", "/replication"): lambda agent, _body: agent.command("replication"),
     ("POST", "/promote"): lambda agent, _body: agent.command("promote"),
     ("POST", "/follow"): lambda agent, body: agent.command("follow", body),
+    ("POST", "/replication/source"): lambda agent, body: agent.command("make_source", body),
     ("POST", "/replication/slots/drop"): lambda agent, body: agent.command("drop_slot", body),
     ("GET", "/stopped_lsn"): lambda agent, _body: agent.command("stopped_lsn"),
 }

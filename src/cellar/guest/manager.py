@@ -216,6 +216,9 @@ class DatastoreManager(abc.ABC):
     def follow(self, replication: ReplicationSpec) -> None:
         raise self._unsupported("follow")
 
+    def make_source(self, password: str) -> None:
+        raise self._unsupported("replication")
+
     def drop_slot(self, slot: str) -> None:
         raise self._unsupported("replication slots")
 

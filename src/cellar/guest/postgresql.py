@@ -30,7 +30,12 @@ import psycopg
 
 from cellar.domain.replication import ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.status import ServiceStatus
-from cellar.guest.manager import DatastoreManager, GuestCommandError, PrepareRequest
+from cellar.guest.manager import (
+    DatastoreManager,
+    GuestCommandError,
+    GuestConflict,
+    PrepareRequest,
+)
 from cellar.guest.pgfiles import (
     CONF,
     PG_HBA,
@@ -320,6 +325,16 @@ class PostgreSQL(DatastoreManager):
 
     def follow(self, replication: ReplicationSpec) -> None:
         self.replication.follow(replication)
+
+    def make_source(self, password: str) -> None:
+        """The replication role on a primary prepared alone (idempotent)."""
+        if self.replication.status().role is not Role.PRIMARY:
+            raise GuestConflict("The datastore is a replica: replicas stream from its primary.")
+        try:
+            create_replication_role(self.connect, password)
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or type(exc).__name__
+            raise GuestCommandError(f"Making the replication role failed: {message}") from None
 
     def drop_slot(self, slot: str) -> None:
         self.replication.drop_slot(slot)

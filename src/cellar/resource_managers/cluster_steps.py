@@ -15,7 +15,7 @@ from typing import Any
 
 from cellar.domain.clusters import Endpoints
 from cellar.domain.errors import CellarError
-from cellar.domain.replication import slot_name
+from cellar.domain.replication import ReplicationSpec, Role, slot_name
 from cellar.drivers.base import ResourceNotFound
 from cellar.drivers.dns.base import Record, record_set
 from cellar.drivers.network.base import InvalidRule, SecurityGroup
@@ -182,3 +182,20 @@ class RemoveEndpoints(UpdateEndpoints):
 
 # Clients re-resolve an endpoint this soon after a switchover or failover moved it.
 ENDPOINT_TTL_S = 5
+
+
+class MakeReplicationSource(CellarTask):
+    """Before a grow: the primary lets replicas stream (a primary prepared alone, before
+    its first `replica_of`, has no replication role yet; for the others a repeat)."""
+
+    def __init__(self, ctx: ManagerContext, primary_id: str, cluster_id: str, *, name: str):
+        super().__init__(ctx, primary_id, name=name)
+        self.cluster_id = cluster_id
+
+    def execute(self) -> None:
+        self.check_not_cancelled()
+        guest = self.services.guest
+        password = guest.replication_password(self.cluster_id)
+        self.call(
+            guest.make_replication_source, self.instance_id, ReplicationSpec(Role.PRIMARY, password)
+        )

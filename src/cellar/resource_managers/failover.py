@@ -36,7 +36,11 @@ from cellar.domain.status import ServiceStatus
 from cellar.drivers.base import DriverError, ResourceNotFound
 from cellar.drivers.network.base import SecurityGroup
 from cellar.resource_managers.base import ManagerContext
-from cellar.resource_managers.cluster_steps import UpdateEndpoints
+from cellar.resource_managers.cluster_steps import (
+    DropReplicationSlot,
+    RevokePeerAccess,
+    UpdateEndpoints,
+)
 from cellar.resource_managers.common import CellarTask, StopDatastore
 
 
@@ -142,8 +146,8 @@ class Promote(_GroupStep):
     replica (the endpoints follow the rows)."""
 
     def __init__(
-        self, ctx: ManagerContext, instance_id: str, cluster_id: str, port: int, *, old: str,
-        name: str,
+        self, ctx: ManagerContext, instance_id: str, cluster_id: str, port: int, *,
+        old: str | None, name: str,
     ) -> None:  # fmt: skip
         super().__init__(ctx, instance_id, cluster_id, port, name=name)
         self.old = old
@@ -153,7 +157,8 @@ class Promote(_GroupStep):
         if not _is_primary(self, iid):
             self.call(self.services.guest.promote, iid)
         self.ctx.store.record_resources(iid, replica_of_id=None)
-        self.ctx.store.record_resources(self.old, replica_of_id=iid)
+        if self.old is not None:
+            self.ctx.store.record_resources(self.old, replica_of_id=iid)
         status = _status(self, iid)
         return (
             f"{self.name_of(iid)} is the primary, from LSN {lsn_to_text(status.lsn)} "
@@ -321,4 +326,28 @@ def failover_flow(
             ctx, old, None if last is None else int(last), cluster_id, port, name="wal.lost_window"
         ),
         Repoint(ctx, old, replicas, cluster_id, port, name="replicas.follow"),
+    )
+
+
+# Detach.
+
+
+class LeaveGroup(_GroupStep):
+    """The promoted replica is an instance of its own: no group, no primary."""
+
+    def execute(self) -> None:
+        self.ctx.store.record_resources(self.instance_id, cluster_id=None, replica_of_id=None)
+
+
+def detach_flow(
+    ctx: ManagerContext, cluster_id: str, args: dict[str, Any], names: Endpoints | None = None
+) -> linear_flow.Flow:
+    replica, primary, port = args["replica"], args["primary"], int(args["port"])
+    at = f"{ctx.store.get(replica).name}:"
+    return linear_flow.Flow("detach").add(
+        RevokePeerAccess(ctx, replica, cluster_id, name=f"{at}peers.revoke"),
+        Promote(ctx, replica, cluster_id, port, old=None, name=f"{at}promote"),
+        DropReplicationSlot(ctx, replica, primary, name=f"{at}slot.drop"),
+        LeaveGroup(ctx, replica, cluster_id, port, name=f"{at}group.leave"),
+        UpdateEndpoints(ctx, cluster_id, names, name="endpoints.update"),
     )

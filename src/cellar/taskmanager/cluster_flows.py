@@ -20,8 +20,12 @@ from cellar.domain.errors import CellarError
 from cellar.domain.specs import spec_from_dict
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import ResourceManager
-from cellar.resource_managers.cluster_steps import RemoveEndpoints, UpdateEndpoints
-from cellar.resource_managers.failover import failover_flow, switchover_flow
+from cellar.resource_managers.cluster_steps import (
+    MakeReplicationSource,
+    RemoveEndpoints,
+    UpdateEndpoints,
+)
+from cellar.resource_managers.failover import detach_flow, failover_flow, switchover_flow
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
 
@@ -99,11 +103,15 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
     if kind in (JobKind.PROVISION_CLUSTER, JobKind.GROW_CLUSTER):
         members = tuple(spec_from_dict(d) for d in args["members"])
         ids = tuple(m.instance_id for m in members)
+        source: list[Any] = []
         if kind is JobKind.PROVISION_CLUSTER:
             flow = manager.provision_cluster(cid, members)
         else:
             flow = manager.grow_cluster(cid, members)
+            primary = members[0].replica_of or ""
+            source = [MakeReplicationSource(manager.ctx, primary, cid, name="primary.source")]
         return [
+            *source,
             flow,
             FinishMembers(store, cid, ids, name="members.ready"),
             update,
@@ -139,13 +147,21 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
             FinishPromotion(store, cid, ids, fenced=args["old_primary"], name="members.ready"),
             FinishCluster(store, cid, ids, name="cluster.ready"),
         ]
+    if kind is JobKind.DETACH_CLUSTER:
+        ids = (args["replica"],)
+        return [
+            detach_flow(manager.ctx, cid, args, names),
+            FinishPromotion(store, cid, ids, fenced=None, name="members.ready"),
+            FinishCluster(store, cid, ids, name="cluster.ready"),
+        ]
     raise ValueError(f"not a cluster job: {job.kind!r}")
 
 
-def _endpoints(store: DbInstanceStore, cluster_id: str, zone: str) -> Endpoints:
+def _endpoints(store: DbInstanceStore, cluster_id: str, zone: str) -> Endpoints | None:
+    """The cluster's DNS names; none for a group made by `replica_of`."""
     with transaction(store.sessions, readonly=True) as s:
         row = clusters_repo.get_cluster(s, cluster_id=cluster_id, deleted=True)
-        return endpoints(row.name, zone)
+        return None if row.implicit else endpoints(row.name, zone)
 
 
 def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, details: str) -> None:
@@ -165,6 +181,8 @@ def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, detai
         ids = [job.args["candidate"], job.args["old_primary"]]
     elif kind is JobKind.FAILOVER_CLUSTER:
         ids = [job.args["old_primary"]]
+    elif kind is JobKind.DETACH_CLUSTER:
+        ids = [job.args["replica"]]
     else:
         ids = list(job.args.get("instance_ids") or ())
     for iid in ids:

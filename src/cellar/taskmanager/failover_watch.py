@@ -118,7 +118,7 @@ class ClusterWatch:
     def check(self) -> list[str]:
         """Watch every idle cluster once; the ids of the clusters failed over now."""
         with transaction(self.sessions, readonly=True) as s:
-            clusters = [c for c in repo.list_clusters(s, project_id=None)
+            clusters = [c for c in repo.list_clusters(s, project_id=None, implicit=True)
                         if c.task_status == ClusterTask.NONE.value.name]  # fmt: skip
             primaries = {c.id: _primary(repo.members(s, cluster_id=c.id)) for c in clusters}
         failed = []

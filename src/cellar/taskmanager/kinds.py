@@ -21,6 +21,8 @@ their events are the cluster's):
   "replicas": [the other replicas], "port"}, captured when asked
 - failover_cluster (PROMOTING; the old primary EJECTING): {"old_primary", "replicas",
   "port", "reason", "last_primary_lsn": int | None}
+- detach_cluster (SHRINKING_CLUSTER; the replica PROMOTING): {"replica", "primary", "port"}:
+  the replica promoted into an instance of its own, out of the group
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class JobKind(enum.Enum):
     DELETE_CLUSTER = "delete_cluster"
     SWITCHOVER_CLUSTER = "switchover_cluster"
     FAILOVER_CLUSTER = "failover_cluster"
+    DETACH_CLUSTER = "detach_cluster"
 
     @property
     def is_cluster(self) -> bool:

@@ -1,23 +1,30 @@
-"""`/instances`: create (200, BUILD), list with pagination, show, delete (202)."""
+"""`/instances`: create (200, BUILD; with `replica_of`, replicas), list with pagination,
+show, update (rename; detach a replica), delete (202)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Body, Query, Response
+from sqlalchemy.orm import Session
 
+from cellar.api import cluster_provisioning
 from cellar.api.auth import Ctx
-from cellar.api.deps import Links, State
+from cellar.api.deps import ApiState, Links, State
 from cellar.api.provisioning import provision
-from cellar.api.schemas import InstanceCreateRequest
+from cellar.api.replicas import detach, find_instance, provision_replicas
+from cellar.api.schemas import InstanceCreateRequest, InstanceUpdateRequest, ShrinkMember
+from cellar.api.validation import parse
 from cellar.api.views.common import Link
 from cellar.api.views.instances import InstanceEnvelope, InstanceList, instance_view
 from cellar.db import catalog
+from cellar.db import clusters as clusters_repo
 from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.jobs import submit_job
-from cellar.domain.errors import Conflict, Forbidden
+from cellar.db.models import Instance
+from cellar.domain.errors import BadRequest, Conflict, Forbidden
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import Operation
 from cellar.taskmanager.kinds import JobKind
@@ -33,16 +40,36 @@ DELETE_ATTEMPTS = 3
 def create_instance(
     body: InstanceCreateRequest, ctx: Ctx, state: State, linker: Links
 ) -> InstanceEnvelope:
+    request = body.instance
+    if request.replica_of is not None:
+        # Replicas join their primary's group, built as its cluster's members are.
+        with transaction(state.sessions) as session:
+            primary = find_instance(
+                session, ref=request.replica_of, project_id=ctx.tenant_id,
+                field="instance.replica_of",
+            )  # fmt: skip
+        state.manager.require(Operation.GROW_CLUSTER, primary.provisioning_engine)
+        with transaction(state.sessions) as session:
+            first = provision_replicas(
+                session, request=request, project_id=ctx.tenant_id, settings=state.settings
+            )[0]
+            label = _label(session, first)
+        return InstanceEnvelope(instance=instance_view(first, label, linker))
     state.manager.require(Operation.PROVISION_INSTANCE, state.provisioning_engine)
     with transaction(state.sessions) as session:
         row, label = provision(
             session,
-            request=body.instance,
+            request=request,
             project_id=ctx.tenant_id,
             settings=state.settings,
             provisioning_engine=state.provisioning_engine,
         )
     return InstanceEnvelope(instance=instance_view(row, label, linker))
+
+
+def _label(session: Session, row: Instance) -> tuple[str, str]:
+    version = catalog.get_version_by_id(session, version_id=row.datastore_version_id)
+    return catalog.version_labels(session, version_ids=[version.id])[version.id]
 
 
 @router.get("/instances")
@@ -82,10 +109,32 @@ def list_instances(
 def show_instance(instance_id: str, ctx: Ctx, state: State, linker: Links) -> InstanceEnvelope:
     with transaction(state.sessions) as session:
         row = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
-        version = catalog.get_version_by_id(session, version_id=row.datastore_version_id)
-        label = catalog.version_labels(session, version_ids=[version.id])[version.id]
+        label = _label(session, row)
+        replicas = repo.replicas_of(session, instance_id=row.id)
     timeout = state.settings.guest_heartbeat_timeout_s
-    return InstanceEnvelope(instance=instance_view(row, label, linker, heartbeat_timeout_s=timeout))
+    view = instance_view(row, label, linker, heartbeat_timeout_s=timeout, replicas=replicas)
+    return InstanceEnvelope(instance=view)
+
+
+@router.patch("/instances/{instance_id}", status_code=202)
+def update_instance(
+    instance_id: str, ctx: Ctx, state: State, body: Annotated[Any, Body()] = None
+) -> Response:
+    """Trove's `PATCH /instances/{id}`: `{"instance": {"replica_of": null}}` detaches a
+    replica (it is promoted into an instance of its own); a `name` renames."""
+    update = parse(InstanceUpdateRequest, body, "").instance
+    with transaction(state.sessions) as session:
+        row = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
+        if update.name is not None:
+            row.name = update.name
+        if "replica_of" in update.model_fields_set:
+            if update.replica_of is not None:
+                raise BadRequest(
+                    "instance.replica_of",
+                    "only null (detach) is accepted here; create a replica with replica_of",
+                )
+            detach(session, replica=row)
+    return Response(status_code=202)
 
 
 @router.delete("/instances/{instance_id}", status_code=202)
@@ -101,6 +150,8 @@ def delete_instance(instance_id: str, ctx: Ctx, state: State) -> Response:
         seen = InstanceTask(row.task_status)
         if seen is InstanceTask.DELETING:
             break
+        if row.cluster_id is not None and _delete_member(state, row):
+            break
         state.manager.require(Operation.DELETE_INSTANCE, row.provisioning_engine)
         try:
             with transaction(state.sessions) as session:
@@ -113,3 +164,29 @@ def delete_instance(instance_id: str, ctx: Ctx, state: State) -> Response:
             if attempt == DELETE_ATTEMPTS - 1:
                 raise
     return Response(status_code=202)
+
+
+def _delete_member(state: ApiState, row: Instance) -> bool:
+    """A member of a replication group leaves it as a shrink does (its peers stop letting
+    it in, its slot goes); the last member of a cluster goes with its cluster; a primary
+    with replicas is refused. False: a plain delete (the lone primary of a `replica_of`
+    group)."""
+    with transaction(state.sessions) as session:
+        group = clusters_repo.get_cluster(session, cluster_id=row.cluster_id or "")
+        members = clusters_repo.members(session, cluster_id=group.id)
+        others = [m for m in members if m.id != row.id]
+        if row.replica_of_id is None and others:
+            raise BadRequest(
+                "instance",
+                f"instance {row.id} is the primary of {len(others)} replicas: promote one "
+                "(promote_to_replica_source), detach them, or delete the cluster",
+            )
+        if others:
+            state.manager.require(Operation.SHRINK_CLUSTER, group.provisioning_engine)
+            cluster_provisioning.shrink(session, cluster=group, requested=[ShrinkMember(id=row.id)])
+            return True
+        if not group.implicit:
+            state.manager.require(Operation.DELETE_CLUSTER, group.provisioning_engine)
+            cluster_provisioning.delete(session, cluster=group)
+            return True
+    return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from cellar.api.views.common import Link, Linker, View, isotime, omitted_if_none
@@ -49,6 +50,8 @@ class InstanceView(View):
     cluster_id: str | None = omitted_if_none()
     # Trove's replication fields: the primary this instance replicates, and its replicas.
     replica_of: dict[str, Any] | None = omitted_if_none()
+    # On a primary's detail view (Trove's): its replicas, each {id, links}.
+    replicas: list[dict[str, Any]] | None = omitted_if_none()
     fault: FaultView | None = omitted_if_none()
 
 
@@ -75,6 +78,7 @@ def instance_view(
     linker: Linker,
     *,
     heartbeat_timeout_s: float | None = None,
+    replicas: Sequence[str] = (),
 ) -> InstanceView:
     fault = None
     if row.fault_message:
@@ -108,5 +112,7 @@ def instance_view(
             if row.replica_of_id
             else None
         ),
+        replicas=[{"id": r, "links": linker.links(row.tenant_id, "instances", r)} for r in replicas]
+        or None,
         fault=fault,
     )

@@ -170,6 +170,13 @@ class FakeGuest(GuestDriver):
             lsn = self._wal_in(tx, guest)
             tx.update(guest.changed(role=Role.PRIMARY.value, primary=None, lsn=lsn))
 
+    def make_replication_source(self, instance_id: str, replication: ReplicationSpec) -> None:
+        with self._call("make_replication_source") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            if guest.data.get("role") == Role.REPLICA.value:
+                raise GuestError(f"Instance {instance_id} is a replica: it is no source.")
+            tx.update(guest.changed(role=Role.PRIMARY.value))
+
     def follow(self, instance_id: str, replication: ReplicationSpec) -> None:
         """Stream from the primary at the address (a stopped former primary is started as
         its standby); refused when no primary answers there."""

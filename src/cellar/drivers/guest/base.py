@@ -92,6 +92,12 @@ class GuestDriver(abc.ABC):
         """Role, WAL position and (on a primary) each slot's standby and lag."""
         raise DriverOperationNotSupported(self.name, "replication_status")
 
+    def make_replication_source(self, instance_id: str, replication: ReplicationSpec) -> None:
+        """Let replicas stream from this running primary (one prepared alone, before its
+        first `replica_of`): the replication role with the group's password, made or its
+        password set again. GuestError on a replica."""
+        raise DriverOperationNotSupported(self.name, "make_replication_source")
+
     def promote(self, instance_id: str) -> None:
         """Make a replica a primary; returns once it takes writes. GuestError on a primary."""
         raise DriverOperationNotSupported(self.name, "promote")

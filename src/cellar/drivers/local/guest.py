@@ -339,6 +339,9 @@ class LocalGuestDriver(GuestDriver):
     def follow(self, instance_id: str, replication: ReplicationSpec) -> None:
         self._command(instance_id, "/follow", _replication_body(replication))
 
+    def make_replication_source(self, instance_id: str, replication: ReplicationSpec) -> None:
+        self._command(instance_id, "/replication/source", _replication_body(replication))
+
     def drop_replication_slot(self, instance_id: str, slot: str) -> None:
         self._command(instance_id, "/replication/slots/drop", {"slot": slot})
 
