@@ -361,3 +361,18 @@ def test_sigkill_mid_cluster_create_then_restart_makes_no_second_stack(tmp_path:
     finally:
         procs.stop_all()
         plane.engine.dispose()
+
+
+def test_a_member_rule_change_is_refused_at_the_api_and_writes_nothing(tmp_path: Path) -> None:
+    with running(make_plane(tmp_path, resource_manager="orchestrator")) as plane:
+        cid = create_cluster(plane, [member(), member()])
+        plane.run()
+        replica = show(plane, cid)["instances"][1]["id"]
+        groups = plane.http.get(plane.url("/security-groups")).json()["security_groups"]
+        group = next(g for g in groups if g["instance_id"] == replica)
+        body = {"security_group_rule": {"group_id": group["id"], "cidr": "192.0.2.0/24"}}
+        r = plane.http.post(plane.url("/security-group-rules"), json=body)
+        assert r.status_code == 501, r.text
+        assert "add_security_group_rule of a cluster member" in r.text
+        after = plane.http.get(plane.url(f"/security-groups/{group['id']}")).json()
+        assert after["security_group"]["rules"] == group["rules"]

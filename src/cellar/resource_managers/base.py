@@ -142,20 +142,30 @@ class ResourceManager:
     """Base of every manager: each operation is unsupported until overridden."""
 
     name: ClassVar[str] = "base"
+    # Operations it implements for a lone instance but not for a cluster's member.
+    not_for_members: ClassVar[frozenset[Operation]] = frozenset()
 
     def __init__(self, ctx: ManagerContext) -> None:
         self.ctx = ctx
 
     @classmethod
-    def supports(cls, operation: Operation, provisioning_engine: str | None = None) -> bool:
-        """Whether this manager implements `operation` (for an instance of that engine)."""
+    def supports(
+        cls, operation: Operation, provisioning_engine: str | None = None, *, member: bool = False
+    ) -> bool:
+        """Whether this manager implements `operation` (for an instance of that engine;
+        `member`: one of a cluster)."""
+        if member and operation in cls.not_for_members:
+            return False
         mine = getattr(cls, operation.value)
         return bool(mine is not getattr(ResourceManager, operation.value))
 
     @classmethod
-    def require(cls, operation: Operation, provisioning_engine: str | None = None) -> None:
-        if not cls.supports(operation, provisioning_engine):
-            raise OperationIsNotSupported(operation.value, cls.name)
+    def require(
+        cls, operation: Operation, provisioning_engine: str | None = None, *, member: bool = False
+    ) -> None:
+        if not cls.supports(operation, provisioning_engine, member=member):
+            what = f"{operation.value} of a cluster member" if member else operation.value
+            raise OperationIsNotSupported(what, cls.name)
 
     def _unsupported(self, operation: Operation) -> Flow:
         raise OperationIsNotSupported(operation.value, self.name)

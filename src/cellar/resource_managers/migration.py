@@ -31,10 +31,12 @@ class MigrationManager(ResourceManager):
         self.orchestrator = OrchestratorManager(ctx)
 
     @classmethod
-    def supports(cls, operation: Operation, provisioning_engine: str | None = None) -> bool:
+    def supports(
+        cls, operation: Operation, provisioning_engine: str | None = None, *, member: bool = False
+    ) -> bool:
         if operation in (Operation.PROVISION_INSTANCE, Operation.PROVISION_CLUSTER):
             return OrchestratorManager.supports(operation)
-        return ENGINES[provisioning_engine or "native"].supports(operation)
+        return ENGINES[provisioning_engine or "native"].supports(operation, member=member)
 
     def _for(self, instance_id: str) -> ResourceManager:
         return self._engine(self.ctx.store.get(instance_id).provisioning_engine)

@@ -37,6 +37,17 @@ from cellar.resource_managers.native_steps import ForgetGuest
 
 class OrchestratorManager(ResourceManager):
     name = "orchestrator"
+    # A member's rules and DNS record are data of its cluster's stack (not yet edited).
+    not_for_members = frozenset(
+        {
+            Operation.CREATE_SECURITY_GROUP,
+            Operation.ADD_SECURITY_GROUP_RULE,
+            Operation.UPDATE_SECURITY_GROUP_RULE_CIDR,
+            Operation.DELETE_SECURITY_GROUP_RULE,
+            Operation.CREATE_DNS_RECORD,
+            Operation.DELETE_DNS_RECORD,
+        }
+    )
 
     def provision_instance(self, spec: InstanceSpec) -> linear_flow.Flow:
         ctx, iid = self.ctx, spec.instance_id

@@ -71,7 +71,11 @@ def create_rule(body: RuleCreateRequest, ctx: Ctx, state: State) -> RuleCreated:
         except NotFound as exc:
             raise BadRequest("security_group_rule.group_id", exc.message) from None
         instance = _instance_of(session, group, existing_rule=False)
-        state.manager.require(Operation.ADD_SECURITY_GROUP_RULE, instance.provisioning_engine)
+        state.manager.require(
+            Operation.ADD_SECURITY_GROUP_RULE,
+            instance.provisioning_engine,
+            member=instance.cluster_id is not None,
+        )
         version = catalog.get_version_by_id(session, version_id=instance.datastore_version_id)
         specs = [RuleSpec("tcp", p, p, request.cidr) for p in catalog.version_ports(version)]
         _check_distinct(session, group_id=group.id, rules=specs)
@@ -95,7 +99,9 @@ def update_rule(rule_id: str, body: RuleUpdateRequest, ctx: Ctx, state: State) -
         rule, group = repo.get_rule(session, rule_id=rule_id, project_id=ctx.scope)
         instance = _instance_of(session, group, existing_rule=True)
         state.manager.require(
-            Operation.UPDATE_SECURITY_GROUP_RULE_CIDR, instance.provisioning_engine
+            Operation.UPDATE_SECURITY_GROUP_RULE_CIDR,
+            instance.provisioning_engine,
+            member=instance.cluster_id is not None,
         )
         if rule.cidr == cidr:
             raise BadRequest("security_group_rule.cidr", f"the rule already has CIDR {cidr}")
@@ -115,7 +121,11 @@ def delete_rule(rule_id: str, ctx: Ctx, state: State) -> Response:
     with transaction(state.sessions) as session:
         rule, group = repo.get_rule(session, rule_id=rule_id, project_id=ctx.scope)
         instance = _instance_of(session, group, existing_rule=True)
-        state.manager.require(Operation.DELETE_SECURITY_GROUP_RULE, instance.provisioning_engine)
+        state.manager.require(
+            Operation.DELETE_SECURITY_GROUP_RULE,
+            instance.provisioning_engine,
+            member=instance.cluster_id is not None,
+        )
         repo.delete_rule(session, rule_id=rule.id)
         submit_job(
             session,
