@@ -173,3 +173,16 @@ def test_a_replica_that_fails_to_build_leaves_the_cluster_in_error_and_nothing_b
     plane.run()
     assert plane.http.get(plane.url(f"/clusters/{cid}")).status_code == 404
     assert plane.http.get(plane.url("/instances")).json()["instances"] == []
+
+
+def test_a_grow_after_a_shrink_names_members_the_user_left_unnamed(plane: ControlPlane) -> None:
+    cid = create_cluster(plane, [member(), member(), member()])
+    plane.run()
+    pg2 = show(plane, cid)["instances"][1]["id"]
+    act(plane, cid, {"shrink": [{"id": pg2}]})
+    plane.run()
+    # Two members left: an unnamed new one is not `pg-3` again (taken), nor `pg-4` when
+    # the same request asks for that name (nor a removed member's name).
+    act(plane, cid, {"grow": [member(), member(name="pg-4")]})
+    plane.run()
+    assert [m["name"] for m in show(plane, cid)["instances"]] == ["pg-1", "pg-3", "pg-5", "pg-4"]

@@ -186,9 +186,15 @@ def _members(
     datastore = catalog.get_datastore(session, id_or_name=version.datastore_id)
     names = set(taken or ())
     specs: list[InstanceSpec] = []
+    given = {m.name for m in requested if m.name}
+    number = first_number
     for i, member in enumerate(requested):
         flavor = resolve_flavor(session, ref=member.flavorRef, field=f"{field}[{i}].flavorRef")
-        name = member.name or f"{cluster.name}-{first_number + i}"
+        name = member.name
+        if not name:  # `<cluster>-<n>`, the first n no member (live or asked for) has
+            while f"{cluster.name}-{number}" in names | given:
+                number += 1
+            name = f"{cluster.name}-{number}"
         if name in names:
             raise BadRequest(f"{field}[{i}].name", f"the cluster has a member {name!r} already")
         names.add(name)

@@ -16,7 +16,7 @@ from typing import Any
 from cellar.domain.clusters import Endpoints
 from cellar.domain.errors import CellarError
 from cellar.domain.replication import ReplicationSpec, Role, slot_name
-from cellar.drivers.base import ResourceNotFound
+from cellar.drivers.base import DriverError, ResourceNotFound
 from cellar.drivers.dns.base import Record, record_set
 from cellar.drivers.network.base import InvalidRule, SecurityGroup
 from cellar.resource_managers.base import InstanceRecord, ManagerContext
@@ -199,3 +199,14 @@ class MakeReplicationSource(CellarTask):
         self.call(
             guest.make_replication_source, self.instance_id, ReplicationSpec(Role.PRIMARY, password)
         )
+
+
+class StopBeforeClusterDelete(CellarTask):
+    """Before a cluster's servers go: its datastore stops cleanly, the primary first (its
+    WAL senders then hand the last WAL to standbys that are still there, instead of
+    waiting on ones whose servers are gone). Best effort: a member that never came up
+    or cannot be reached has nothing to stop."""
+
+    def execute(self) -> None:
+        with contextlib.suppress(CellarError, DriverError):
+            self.services.guest.stop_db(self.instance_id)

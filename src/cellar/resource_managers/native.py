@@ -19,6 +19,7 @@ from cellar.resource_managers.cluster_steps import (
     DropReplicationSlot,
     PeerAccess,
     RevokePeerAccess,
+    StopBeforeClusterDelete,
 )
 from cellar.resource_managers.common import (
     PrepareGuest,
@@ -129,10 +130,14 @@ class NativeManager(ResourceManager):
         return flow
 
     def delete_cluster(self, cluster_id: str) -> linear_flow.Flow:
-        """Every member, replicas first (a primary going first would only make them
-        complain), from any state."""
+        """Every member, from any state: each datastore stopped, the primary first, then
+        the resources, replicas first (a primary going first would make them complain)."""
         flow = linear_flow.Flow("delete_cluster")
-        for record in reversed(self.ctx.store.cluster_members(cluster_id)):
+        members = self.ctx.store.cluster_members(cluster_id)
+        for record in members:
+            at = f"{record.name}:"
+            flow.add(StopBeforeClusterDelete(self.ctx, record.id, name=f"{at}datastore.stop"))
+        for record in reversed(members):
             flow.add(*list(self._delete(record.id, f"{record.name}:")))
         return flow
 

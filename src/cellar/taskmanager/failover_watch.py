@@ -137,15 +137,17 @@ class ClusterWatch:
         seen = self.seen.get(cluster_id)
         if seen is None or seen.primary_id != primary_id:
             seen = self.seen[cluster_id] = _Seen(primary_id)
-        now = self.clock()
+        asked = self.clock()
         try:
             seen.lsn = self.guest.replication_status(primary_id).lsn
             seen.silent_since = None
             return False
         except (DriverError, CellarError):
             if seen.silent_since is None:
-                seen.silent_since = now
+                seen.silent_since = asked
                 log.warning("the primary %s of cluster %s does not answer", primary_id, cluster_id)
+        # After the probe: a dead agent's probe itself takes seconds (connection retries).
+        now = self.clock()
         after = self.settings.cluster_failover_after_s
         if now - seen.silent_since < after:
             return False
