@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cellar.config import Settings
+from cellar.drivers.backup.base import BackupDriver
 from cellar.drivers.compute.base import ComputeDriver
 from cellar.drivers.dns.base import DNSDriver
 from cellar.drivers.guest.base import GuestDriver
@@ -24,6 +25,8 @@ class Services:
     network: NetworkDriver
     dns: DNSDriver
     guest: GuestDriver
+    # The backup repository (issue 11); None where the backend has none yet.
+    backup: BackupDriver | None = None
 
 
 _BACKENDS: dict[str, tuple[str, str]] = {

@@ -8,6 +8,7 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 
+from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicationSpec, ReplicationStatus
 from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServiceStatus
@@ -59,6 +60,24 @@ class GuestDriver(abc.ABC):
     ) -> None:
         """Ask the guest to set up the datastore (asynchronous: poll `status`). With
         `replication`, as a primary of a group or as a replica copied from its primary."""
+
+    def prepare_with_repository(
+        self,
+        instance_id: str,
+        *,
+        server_id: str,
+        spec: InstanceSpec,
+        repository: RepositoryAccess,
+        restore: RestoreTarget | None = None,
+        replication: ReplicationSpec | None = None,
+    ) -> None:
+        """`prepare`, with WAL archiving into `repository` from the datastore's first
+        start (and, on the local cloud, pgBackRest's TLS server for the repository host's
+        backups). With `restore`: no initdb; the data directory is restored from that
+        stanza (a backup set's end, or an instant: see `RestoreTarget`), then given this
+        server's own settings and a new root password, as a fresh prepare would; status
+        RUNNING once it takes writes on its own timeline. Asynchronous: poll `status`."""
+        raise DriverOperationNotSupported(self.name, "prepare_with_repository")
 
     @abc.abstractmethod
     def status(self, instance_id: str) -> GuestStatus: ...
