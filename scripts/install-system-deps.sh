@@ -3,7 +3,7 @@
 # (or passwordless sudo) only when something is missing.
 set -euo pipefail
 
-packages=(postgresql postgresql-client xfsprogs nftables iproute2 util-linux)
+packages=(postgresql postgresql-client xfsprogs nftables iproute2 util-linux pgbackrest openssl)
 
 missing=()
 for p in "${packages[@]}"; do

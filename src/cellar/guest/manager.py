@@ -14,9 +14,11 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import DatabaseSpec, UserSpec
 from cellar.domain.status import ServiceStatus
@@ -47,6 +49,10 @@ class PrepareRequest:
     databases: tuple[Database, ...] = ()
     users: tuple[User, ...] = ()
     replication: ReplicationSpec | None = None
+    # WAL archiving into the cloud's repository from the first start.
+    repository: RepositoryAccess | None = None
+    # Restore this instead of initdb (needs `repository`).
+    restore: RestoreTarget | None = None
 
 
 def _text(data: dict[str, Any], key: str, where: str, *, optional: bool = False) -> Any:
@@ -101,6 +107,48 @@ def parse_replication(data: Any, where: str = "replication.") -> ReplicationSpec
     )
 
 
+def _strings(data: Any, where: str) -> dict[str, str]:
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and "\n" not in k + v and k
+        for k, v in data.items()
+    ):
+        raise ValueError(f"{where} must be an object of one-line strings")
+    return dict(data)
+
+
+def parse_repository(data: Any, where: str = "repository.") -> RepositoryAccess:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where.rstrip('.')} must be an object")
+    files = data.get("files", {})
+    if not isinstance(files, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+    ):
+        raise ValueError(f"{where}files must be an object of strings")
+    options = _strings(data.get("options", {}), f"{where}options")
+    if any(not k.replace("-", "").isalnum() for k in [*options, *files]):
+        raise ValueError(f"{where}options and files must be named as pgBackRest options")
+    try:
+        return RepositoryAccess(_text(data, "stanza", where), options, dict(files))
+    except ValueError as exc:
+        raise ValueError(f"{where}{exc}") from None
+
+
+def parse_restore(data: Any, where: str = "restore.") -> RestoreTarget:
+    if not isinstance(data, dict):
+        raise ValueError(f"{where.rstrip('.')} must be an object")
+    label = _text(data, "label", where, optional=True)
+    if label is not None and not re.fullmatch(
+        r"[0-9]{8}-[0-9]{6}[FDI](_[0-9]{8}-[0-9]{6}[DI])?", label
+    ):
+        raise ValueError(f"{where}label must be a pgBackRest backup label")
+    raw = _text(data, "target_time", where, optional=True)
+    try:
+        instant = None if raw is None else datetime.fromisoformat(raw)
+        return RestoreTarget(_text(data, "stanza", where), label, instant)
+    except ValueError as exc:
+        raise ValueError(f"{where}{exc}") from None
+
+
 def parse_prepare(body: Any) -> PrepareRequest:
     """The request in a `POST /prepare` body; ValueError names the field at fault."""
     if not isinstance(body, dict):
@@ -126,6 +174,10 @@ def parse_prepare(body: Any) -> PrepareRequest:
                 databases=tuple(grants),
             )
         )
+    repository = None if body.get("repository") is None else parse_repository(body["repository"])
+    restore = None if body.get("restore") is None else parse_restore(body["restore"])
+    if restore is not None and repository is None:
+        raise ValueError("restore needs repository: the access to the source's stanza")
     return PrepareRequest(
         datastore=_text(body, "datastore", ""),
         version=_text(body, "version", ""),
@@ -143,6 +195,8 @@ def parse_prepare(body: Any) -> PrepareRequest:
         replication=(
             None if body.get("replication") is None else parse_replication(body["replication"])
         ),
+        repository=repository,
+        restore=restore,
     )
 
 

@@ -80,8 +80,16 @@ def quote(value: str) -> str:
 
 
 def cellar_conf(
-    address: str, port: int, socket_dir: Path, ram_mb: int, *, volume_bytes: int, group: bool
+    address: str,
+    port: int,
+    socket_dir: Path,
+    ram_mb: int,
+    *,
+    volume_bytes: int,
+    group: bool,
+    extra: dict[str, str] | None = None,
 ) -> str:
+    """cellar.conf; `extra`: more settings, values as written (WAL archiving's)."""
     settings = {
         "listen_addresses": quote(address),
         "port": str(port),
@@ -93,6 +101,7 @@ def cellar_conf(
     }
     if group:
         settings["max_connections"] = str(GROUP_MAX_CONNECTIONS)
+    settings.update(extra or {})
     header = "# Written by the cellar guest agent: address, port and memory from the flavor."
     return "\n".join([header, *(f"{name} = {value}" for name, value in settings.items()), ""])
 

@@ -36,6 +36,7 @@ from cellar.guest.manager import (
     GuestConflict,
     PrepareRequest,
 )
+from cellar.guest.pgbackrest import PgBackRest
 from cellar.guest.pgfiles import (
     CONF,
     PG_HBA,
@@ -55,6 +56,8 @@ PG_ROOT = Path("/usr/lib/postgresql")
 PGDATA = "pgdata"
 LOG = "postgresql.log"
 PG_CTL_WAIT_S = 60
+# How long a restored server may replay its WAL before it must take writes.
+RECOVERY_WAIT_S = 3600
 # How long the children of a crashed postmaster get to exit on their own.
 ORPHANS_WAIT_S = 5.0
 
@@ -83,6 +86,7 @@ class PostgreSQL(DatastoreManager):
         self._busy = False  # the agent is starting or stopping the cluster
         self._stopped = False  # the last command was a stop
         self.replication = PgReplication(self)
+        self.backrest = PgBackRest(self)
 
     # Running the server's programs.
 
@@ -154,6 +158,10 @@ class PostgreSQL(DatastoreManager):
     # Commands.
 
     def start(self) -> None:
+        self._start()
+        self.backrest.ensure_server()
+
+    def _start(self) -> None:
         self._stopped, self._busy = False, True
         try:
             if self.accepting():
@@ -234,6 +242,11 @@ class PostgreSQL(DatastoreManager):
         if self.pgdata.exists():  # what an interrupted prepare left
             self.discard()
         replication = request.replication
+        if request.repository is not None:
+            restore_stanza = None if request.restore is None else request.restore.stanza
+            self.backrest.configure(request.repository, restore_stanza)
+        if request.restore is not None:
+            return self._restore(request)
         if replication is not None and replication.role is Role.REPLICA:
             self.replication.clone(replication)
             self._configure(request, fresh=False)
@@ -257,6 +270,38 @@ class PostgreSQL(DatastoreManager):
             raise GuestCommandError(f"Setting up PostgreSQL failed: {message}") from None
         return password
 
+    def _restore(self, request: PrepareRequest) -> str:
+        """A copy of another instance's stanza instead of initdb: its databases and users,
+        this server's own settings (its own stanza to archive into) and a new superuser
+        password; returns once it has promoted itself onto a timeline of its own."""
+        assert request.restore is not None
+        self.backrest.restore(request.restore)
+        self._configure(request, fresh=False)
+        self._start()
+        self._wait_promoted()
+        self.backrest.ensure_server()
+        password = secrets.token_urlsafe(24)
+        try:
+            set_superuser_password(self.connect, password)
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or type(exc).__name__
+            raise GuestCommandError(f"Setting up PostgreSQL failed: {message}") from None
+        return password
+
+    def _wait_promoted(self) -> None:
+        """Until recovery has reached its target and the server takes writes."""
+        deadline = time.monotonic() + RECOVERY_WAIT_S
+        while time.monotonic() < deadline:
+            pid = postmaster_pid(self.pgdata)
+            if pid is None or not alive(pid):
+                raise GuestCommandError(f"The restored server stopped: {log_tail(self.log)}")
+            with contextlib.suppress(psycopg.Error), self.connect() as conn:
+                row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                if row is not None and row[0] is False:
+                    return
+            time.sleep(0.1)
+        raise GuestCommandError(f"The restore did not end in {RECOVERY_WAIT_S} s.")
+
     def _check_reachable(self) -> None:
         """The cluster's owner must reach the data directory: every parent must let it pass."""
         if not self.as_root:
@@ -271,6 +316,7 @@ class PostgreSQL(DatastoreManager):
 
     def discard(self) -> None:
         """Stop whatever runs on `pgdata` and remove it."""
+        self.backrest.stop_server()
         pid = postmaster_pid(self.pgdata)
         if pid is not None and alive(pid):
             self._run("pg_ctl", "-D", str(self.pgdata), "-m", "immediate", "-w", "stop")
@@ -286,6 +332,7 @@ class PostgreSQL(DatastoreManager):
         conf = cellar_conf(
             self.address, self.port, self.socket_dir, request.ram_mb,
             volume_bytes=volume_bytes, group=request.replication is not None,
+            extra=self.backrest.archive_settings(),
         )  # fmt: skip
         self._write(self.pgdata / CONF, conf)
         if fresh:

@@ -137,6 +137,12 @@ def teardown(settings: Settings) -> None:
             with contextlib.suppress(LocalCloudError, OSError):
                 servers.volumes.delete(row.id)
 
+    # The backup repository's server (the repository's files go with the cloud's).
+    from cellar.localcloud.backups import BackupRepository
+
+    with contextlib.suppress(LocalCloudError, OSError, KeyError):
+        BackupRepository(settings).stop()
+
     # Then by force, whatever is left.
     for parent in cgroup_parents:
         for child in sorted(parent.iterdir()) if parent.is_dir() else []:

@@ -1,0 +1,83 @@
+"""The backup repository's certificates: a CA of the local cloud's own, and what it signs.
+
+- the repository server's certificate, for the host's address on the bridge;
+- one client certificate per project (CN `project-<id>`), given to that project's guests:
+  the repository lets each CN in for its project's stanzas only;
+- the repository host's client certificate (CN `cellar-repository`), with which it
+  reaches the guests' pgBackRest servers to take backups;
+- one server certificate per instance, for its address.
+
+pgBackRest 2.45 checks a server's name against the certificate's CN and DNS names only
+(an IP address entry alone is refused: measured), so an address goes in both.
+Made with the `openssl` command; the CA's key is root's (0600) and never leaves the host.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from pathlib import Path
+
+from cellar.localcloud.system import LocalCloudError
+
+REPOSITORY_CLIENT_CN = "cellar-repository"
+_DAYS = "3650"
+
+
+def project_cn(project_id: str) -> str:
+    return "project-" + re.sub(r"[^A-Za-z0-9_-]", "_", project_id)
+
+
+def _openssl(*args: str) -> None:
+    done = subprocess.run(
+        ["openssl", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise LocalCloudError(f"openssl {args[0]} failed: {done.stderr.strip()[-500:]}")
+
+
+class CertificateAuthority:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.cert = directory / "ca.crt"
+        self.key = directory / "ca.key"
+
+    def ensure(self) -> None:
+        if self.cert.is_file():
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.chmod(0o755)
+        tmp = self.directory / "ca.crt.tmp"
+        _openssl(
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+            "-out", str(tmp), "-days", _DAYS, "-subj", "/CN=cellar-local-cloud-ca",
+        )  # fmt: skip
+        self.key.chmod(0o600)
+        tmp.chmod(0o644)
+        os.replace(tmp, self.cert)
+
+    def issue(self, name: str, cn: str, *, address: str | None = None) -> tuple[Path, Path]:
+        """`<name>.crt` and `<name>.key` (made once), for client and server use."""
+        self.ensure()
+        cert, key = self.directory / f"{name}.crt", self.directory / f"{name}.key"
+        if cert.is_file() and key.is_file():
+            return cert, key
+        names = f"DNS:{cn}" if address is None else f"DNS:{address},IP:{address}"
+        with tempfile.TemporaryDirectory(dir=self.directory) as scratch:
+            csr, ext = Path(scratch) / "req.csr", Path(scratch) / "req.ext"
+            ext.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth,clientAuth\n")
+            _openssl(
+                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                "-subj", f"/CN={cn}",
+            )  # fmt: skip
+            key.chmod(0o600)
+            tmp = Path(scratch) / "out.crt"
+            _openssl(
+                "x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
+                "-CAcreateserial", "-out", str(tmp), "-days", _DAYS, "-extfile", str(ext),
+            )  # fmt: skip
+            tmp.chmod(0o644)
+            os.replace(tmp, cert)
+        return cert, key
