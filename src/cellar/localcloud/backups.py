@@ -71,6 +71,7 @@ from cellar.localcloud.backup_tls import (
     CertificateAuthority,
     project_cn,
 )
+from cellar.localcloud.firewall import BACKUP_GUEST_PORT, BACKUP_REPOSITORY_PORT
 from cellar.localcloud.network import Network, file_lock
 from cellar.localcloud.state import CloudState, Resource
 from cellar.localcloud.system import LocalCloudError
@@ -78,8 +79,8 @@ from cellar.localcloud.system import LocalCloudError
 STANZA = "stanza"
 # The commands that reach the database (through the guest's server); others refuse pg1-*.
 _WITH_PG = ("stanza-create", "backup", "check")
-REPOSITORY_PORT = 8432
-GUEST_PORT = 8433
+REPOSITORY_PORT = BACKUP_REPOSITORY_PORT
+GUEST_PORT = BACKUP_GUEST_PORT
 OWNER = "postgres"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ANNOTATION = "cellar-backup-id"

@@ -36,6 +36,10 @@ from cellar.localcloud.state import CloudState, Resource
 from cellar.localcloud.system import LocalCloudError, run
 
 GROUP, RULE = "group", "rule"
+# pgBackRest's TLS servers (`cellar.localcloud.backups`): the repository's, on the host,
+# which the guests reach; each guest's, which the repository host reaches.
+BACKUP_REPOSITORY_PORT = 8432
+BACKUP_GUEST_PORT = 8433
 TABLE = "cellar"
 
 
@@ -215,6 +219,8 @@ def render(net: Network, rules: list[Rule]) -> str:
             "        ct state established,related accept",
             f"        ip saddr {net.gateway} tcp dport {AGENT_PORT} accept"
             ' comment "the control plane to the guest agent"',
+            f"        ip saddr {net.gateway} tcp dport {BACKUP_GUEST_PORT} accept"
+            ' comment "the backup repository host to the pgBackRest server of the guest"',
             *accepts,
             "        meta l4proto tcp reject with tcp reset",
             "    }",
@@ -240,6 +246,8 @@ def ensure_host_table(net: Network, api_port: int) -> None:
             "        type filter hook input priority filter; policy accept;",
             f'        iifname "{bridge}" ct state established,related accept',
             f'        iifname "{bridge}" ip daddr {net.gateway} tcp dport {api_port} accept',
+            f'        iifname "{bridge}" ip daddr {net.gateway} tcp dport {BACKUP_REPOSITORY_PORT}'
+            " accept",
             f'        iifname "{bridge}" drop',
             "    }",
             "}",

@@ -41,6 +41,7 @@ def build_guest(settings: Settings) -> GuestDriver:
 def build_services(settings: Settings) -> Services:
     compute, volume, network = local_drivers(settings)
     # Imported here: DNS brings dnslib along, the guest httpx; nobody else needs them.
+    from cellar.drivers.local.backup import LocalBackupDriver
     from cellar.drivers.local.dns import LocalDNSDriver
     from cellar.drivers.local.guest import LocalGuestDriver
 
@@ -50,4 +51,5 @@ def build_services(settings: Settings) -> Services:
         network=network,
         dns=LocalDNSDriver(settings),
         guest=LocalGuestDriver(settings),
+        backup=LocalBackupDriver(settings),
     )

@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 
 from cellar.config import Settings
+from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicaLag, ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import InstanceSpec, resource_name
 from cellar.domain.status import ServiceStatus
@@ -220,6 +221,16 @@ class LocalGuestDriver(GuestDriver):
         spec: InstanceSpec,
         replication: ReplicationSpec | None = None,
     ) -> None:
+        self._prepare(instance_id, server_id, spec, replication, {})
+
+    def _prepare(
+        self,
+        instance_id: str,
+        server_id: str,
+        spec: InstanceSpec,
+        replication: ReplicationSpec | None,
+        extra: dict[str, Any],
+    ) -> None:
         server = self.state.get(SERVER, server_id)
         if server is None:
             raise GuestError(f"Cannot prepare instance {instance_id}: no server {server_id}.")
@@ -247,7 +258,36 @@ class LocalGuestDriver(GuestDriver):
         }
         if replication is not None:
             body["replication"] = _replication_body(replication)
+        body.update(extra)
         self._send(instance_id, server, "/prepare", body, self.boot_wait_s)
+
+    def prepare_with_repository(
+        self,
+        instance_id: str,
+        *,
+        server_id: str,
+        spec: InstanceSpec,
+        repository: RepositoryAccess,
+        restore: RestoreTarget | None = None,
+        replication: ReplicationSpec | None = None,
+    ) -> None:
+        """`prepare`'s body with `repository` (and `restore`) for the agent."""
+        extra: dict[str, Any] = {
+            "repository": {
+                "stanza": repository.stanza,
+                "options": dict(repository.options),
+                "files": dict(repository.files),
+            }
+        }
+        if restore is not None:
+            extra["restore"] = {
+                "stanza": restore.stanza,
+                "label": restore.label,
+                "target_time": None
+                if restore.target_time is None
+                else restore.target_time.isoformat(),
+            }
+        self._prepare(instance_id, server_id, spec, replication, extra)
 
     def status(self, instance_id: str) -> GuestStatus:
         server_id = self._prepared_on(instance_id)

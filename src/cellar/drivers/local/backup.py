@@ -1,0 +1,74 @@
+"""The backup driver of the local cloud: its pgBackRest repository (`cellar.localcloud.backups`).
+
+An instance's guest is reached where its server is (the server row named after the
+instance: address, data directory); its datastore listens on 5432, as every local
+server's does. See the repository's module for the topology and what was measured.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cellar.config import Settings
+from cellar.domain.backups import BackupProgress, BackupSet, RepositoryAccess, RestorableWindow
+from cellar.domain.backups import stanza_name as _stanza
+from cellar.domain.specs import resource_name
+from cellar.drivers.backup.base import BackupDriver, BackupError, BackupSetInUse
+from cellar.guest.pgfiles import socket_dir_for
+from cellar.localcloud.backups import BackupRepository
+from cellar.localcloud.network import SERVER
+from cellar.localcloud.state import CloudState
+from cellar.localcloud.system import LocalCloudError
+
+DATASTORE_PORT = 5432
+
+
+class LocalBackupDriver(BackupDriver):
+    name = "local-backup"
+
+    def __init__(self, settings: Settings, *, repository: BackupRepository | None = None) -> None:
+        self.settings = settings
+        self._repository = repository
+
+    @property
+    def repository(self) -> BackupRepository:
+        if self._repository is None:
+            state = CloudState(self.settings.local_root / "state.sqlite")
+            self._repository = BackupRepository(self.settings, state)
+        return self._repository
+
+    def repository_access(self, project_id: str, instance_id: str) -> RepositoryAccess:
+        found = self.repository.state.find(SERVER, resource_name(instance_id))
+        if not found or "address" not in found[0].data:
+            raise BackupError(f"Instance {instance_id} has no server to archive from.")
+        data_dir = Path(found[0].data["data_dir"])
+        try:
+            return self.repository.access(
+                project_id, instance_id, address=found[0].data["address"], data_dir=data_dir,
+                port=DATASTORE_PORT, socket_dir=socket_dir_for(data_dir, DATASTORE_PORT),
+            )  # fmt: skip
+        except LocalCloudError as exc:
+            raise BackupError(str(exc)) from exc
+
+    def create_stanza(self, instance_id: str) -> None:
+        try:
+            self.repository.create_stanza(_stanza(instance_id))
+        except LocalCloudError as exc:
+            raise BackupError(str(exc)) from exc
+
+    def start_backup(self, instance_id: str, backup_id: str, *, incremental: bool = False) -> None:
+        self.repository.start_backup(_stanza(instance_id), backup_id, incremental=incremental)
+
+    def backup_progress(self, instance_id: str, backup_id: str) -> BackupProgress:
+        return self.repository.backup_progress(_stanza(instance_id), backup_id)
+
+    def list_backup_sets(self, instance_id: str) -> tuple[BackupSet, ...]:
+        return self.repository.backup_sets(_stanza(instance_id))
+
+    def restorable_window(self, instance_id: str) -> RestorableWindow | None:
+        return self.repository.window(_stanza(instance_id))
+
+    def delete_backup_set(self, instance_id: str, label: str) -> None:
+        dependents = self.repository.delete_set(_stanza(instance_id), label)
+        if dependents:
+            raise BackupSetInUse(label, dependents)
