@@ -235,3 +235,26 @@ def test_a_cluster_name_must_make_endpoints_of_its_own(plane: ControlPlane) -> N
         r = plane.http.post(plane.url("/clusters"), json=body)
         assert r.status_code == 400 and "cluster.name" in r.text, (bad, r.text)
     assert plane.resources()["servers"] == 2
+
+
+def test_a_switchover_to_a_replica_far_behind_is_refused_and_changes_nothing(
+    plane: ControlPlane,
+) -> None:
+    cid, (primary, r1, _r2) = build(plane)
+    set_wal(plane.cloud, primary["id"], 200 << 20)
+    set_wal(plane.cloud, r1["id"], 100 << 20)  # 100 MB behind
+    plane.action(r1["id"], {"promote_to_replica_source": {}})
+    plane.run()
+    view = show(plane, cid)
+    assert view["task"]["name"] == "NONE", view
+    assert "104857600 bytes behind" in view["fault"]["message"], view
+    assert roles(plane, cid) == {"pg-1": "primary", "pg-2": "replica", "pg-3": "replica"}
+    assert all(m["status"] == "ACTIVE" for m in view["instances"])
+    # Nothing was stopped: the old primary never went down.
+    assert plane.cloud.call_count("guest.stop_db") == 0
+
+    set_wal(plane.cloud, r1["id"], None)  # caught up
+    plane.action(r1["id"], {"promote_to_replica_source": {}})
+    plane.run()
+    assert roles(plane, cid)["pg-2"] == "primary"
+    assert "fault" not in show(plane, cid)

@@ -97,6 +97,42 @@ class _GroupStep(CellarTask):
 # Switchover.
 
 
+# A switchover waits, writes stopped, for its candidate to replay what the old primary
+# wrote: it starts only when the candidate streams and is at most this far behind.
+SWITCHOVER_MAX_LAG_BYTES = 64 << 20
+
+
+class CheckCandidate(_GroupStep):
+    """Before anything stops: the candidate streams from the primary, close behind."""
+
+    def __init__(
+        self, ctx: ManagerContext, candidate: str, old: str, cluster_id: str, port: int, *,
+        name: str,
+    ) -> None:  # fmt: skip
+        super().__init__(ctx, candidate, cluster_id, port, name=name)
+        self.old = old
+
+    def execute(self) -> str:
+        if _is_primary(self, self.instance_id):
+            return "the candidate is the primary already"  # a resumed job
+        if _is_primary(self, self.old) is False:
+            return "the old primary is stopped already"  # a resumed job
+        slot = replica_slot(self.instance_id)
+        found = [r for r in _status(self, self.old).replicas if r.slot == slot]
+        lag = found[0].lag_bytes if found and found[0].active else None
+        if lag is None:
+            raise CellarError(
+                f"{self.name_of(self.instance_id)} is not streaming from the primary: "
+                "it cannot take over without losing what it has not received"
+            )
+        if lag > SWITCHOVER_MAX_LAG_BYTES:
+            raise CellarError(
+                f"{self.name_of(self.instance_id)} is {lag} bytes behind the primary (at most "
+                f"{SWITCHOVER_MAX_LAG_BYTES} for a switchover): try again once it caught up"
+            )
+        return f"{self.name_of(self.instance_id)} streams, {lag} bytes behind"
+
+
 class StopOldPrimary(StopDatastore):
     """A clean stop: every committed transaction is in the WAL before its last record.
     Its revert starts the old primary again, unless the candidate may have been promoted
@@ -204,6 +240,7 @@ def switchover_flow(
     replicas: list[str] = list(args.get("replicas") or ())
     at = {iid: f"{ctx.store.get(iid).name}:" for iid in (candidate, old, *replicas)}
     flow = linear_flow.Flow("switchover").add(
+        CheckCandidate(ctx, candidate, old, cluster_id, port, name=f"{at[candidate]}check"),
         StopOldPrimary(ctx, old, candidate, name=f"{at[old]}datastore.stop"),
         CatchUp(ctx, candidate, old, cluster_id, port, name=f"{at[candidate]}wal.catch_up"),
         Promote(ctx, candidate, cluster_id, port, old=old, name=f"{at[candidate]}promote"),

@@ -164,9 +164,17 @@ def _endpoints(store: DbInstanceStore, cluster_id: str, zone: str) -> Endpoints 
         return None if row.implicit else endpoints(row.name, zone)
 
 
-def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, details: str) -> None:
+# Jobs whose flow, reverted, leaves the cluster as it was: then it is idle again, with
+# the fault saying what was refused (a switchover's candidate too far behind).
+_UNDONE_WHEN_REVERTED = frozenset({JobKind.SWITCHOVER_CLUSTER, JobKind.DETACH_CLUSTER})
+
+
+def record_cluster_failure(
+    store: DbInstanceStore, job: Job, message: str, details: str, *, reverted: bool = False
+) -> None:
     """The cluster is ERROR with the fault, and so are the members the job was working on
-    (unless a delete of the cluster took over meanwhile: the delete job owns them)."""
+    (unless a delete of the cluster took over meanwhile: the delete job owns them); a
+    switchover or detach that was undone leaves them idle, the fault recorded."""
     kind, cid = JobKind(job.kind), job.instance_id or ""
     if kind is not JobKind.DELETE_CLUSTER and store.cluster_task(cid) in (
         ClusterTask.DELETING,
@@ -174,7 +182,8 @@ def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, detai
     ):
         return
     store.record_cluster_fault(cid, message, details)
-    store.change_cluster_task(cid, ClusterTask.ERROR)
+    undone = reverted and kind in _UNDONE_WHEN_REVERTED
+    store.change_cluster_task(cid, ClusterTask.NONE if undone else ClusterTask.ERROR)
     if kind in (JobKind.PROVISION_CLUSTER, JobKind.GROW_CLUSTER):
         ids = [d["instance_id"] for d in job.args["members"]]
     elif kind is JobKind.SWITCHOVER_CLUSTER:
@@ -189,6 +198,6 @@ def record_cluster_failure(store: DbInstanceStore, job: Job, message: str, detai
         try:
             if store.get(iid).task != InstanceTask.DELETED.value:
                 store.record_fault(iid, message, details)
-                store.change_task(iid, InstanceTask.ERROR)
+                store.change_task(iid, InstanceTask.NONE if undone else InstanceTask.ERROR)
         except CellarError:
             continue

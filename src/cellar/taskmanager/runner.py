@@ -294,7 +294,7 @@ class TaskManager:
         if kind.is_cluster:
             message = str(error) or type(error).__name__
             try:
-                record_cluster_failure(self.store, job, message, _details(error))
+                record_cluster_failure(self.store, job, message, _details(error), reverted=reverted)
             finally:
                 with transaction(self.sessions) as s:
                     jobs_repo.finish_job(s, job_id=job.id, owner=self.name, error=message)

@@ -154,10 +154,13 @@ class FakeGuest(GuestDriver):
                     lsn = int(primary.data.get("lsn") or 0) if primary is not None else 0
                 return ReplicationStatus(role, lsn=lsn, timeline=1, receive_lsn=lsn)
             replicas = tuple(
-                ReplicaLag(str(g.data.get("slot")), True, None, "streaming", 0)
+                ReplicaLag(
+                    str(g.data.get("slot")), True, None, "streaming",
+                    max(0, lsn - self._wal_in(tx, g)),
+                )
                 for g in tx.all(GUEST)
                 if g.data.get("primary") == instance_id
-            )
+            )  # fmt: skip
             return ReplicationStatus(role, lsn=lsn, timeline=1, replicas=replicas)
 
     def promote(self, instance_id: str) -> None:
