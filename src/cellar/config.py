@@ -65,6 +65,8 @@ class Settings:
     cluster_auto_failover: bool = False
     cluster_failover_after_s: float = 10.0
     cluster_watch_interval_s: float = 1.0
+    # How long a backup may take (the repository's copy and check of the set).
+    backup_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if not self.database_url:

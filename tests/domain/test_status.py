@@ -24,7 +24,10 @@ from cellar.domain.status import (
 T = InstanceTask
 
 # PROMOTING: a replica being switched over to; EJECTING: a dead primary being failed over.
-BUSY = {"REBOOTING", "RESTARTING", "RESIZING", "RESIZING_VOLUME", "PROMOTING", "EJECTING"}
+BUSY = {
+    "REBOOTING", "RESTARTING", "RESIZING", "RESIZING_VOLUME", "PROMOTING", "EJECTING",
+    "BACKING_UP",
+}  # fmt: skip
 BUILD_ERRORS = {
     "BUILDING_ERROR_SEC_GROUP",
     "BUILDING_ERROR_VOLUME",
@@ -49,6 +52,7 @@ ALLOWED: dict[str, set[str]] = {
     "RESIZING_VOLUME": {"NONE", "ERROR", "DELETING"},
     "PROMOTING": {"NONE", "ERROR", "DELETING"},
     "EJECTING": {"NONE", "ERROR", "DELETING"},
+    "BACKING_UP": {"NONE", "ERROR", "DELETING"},
     "BUILDING_ERROR_SEC_GROUP": {"DELETING"},
     "BUILDING_ERROR_VOLUME": {"DELETING"},
     "BUILDING_ERROR_SERVER": {"DELETING"},
@@ -130,6 +134,7 @@ DERIVED = [
     # Trove's replication statuses while a switchover or a failover runs.
     (T.PROMOTING, S.ACTIVE, V.RUNNING, "PROMOTE"),
     (T.EJECTING, S.ACTIVE, V.SHUTDOWN, "EJECT"),
+    (T.BACKING_UP, S.ACTIVE, V.RUNNING, "BACKUP"),
     (T.RESTART_REQUIRED, S.ACTIVE, V.RUNNING, "RESTART_REQUIRED"),
     (T.RESTART_REQUIRED, S.ERROR, V.RUNNING, "RESTART_REQUIRED"),
     # 4. the server's BUILD, ERROR, REBOOT, RESIZE; VERIFY_RESIZE shows as RESIZE

@@ -19,7 +19,7 @@ from cellar.api.routes import ROUTERS, guest, stacks, versions
 from cellar.config import Settings
 from cellar.db.engine import make_engine, make_session_factory
 from cellar.domain.errors import BadRequest
-from cellar.drivers.registry import build_guest
+from cellar.drivers.registry import build_backups, build_guest
 from cellar.resource_managers import manager_class
 from cellar.resource_managers.base import ResourceManager
 
@@ -60,6 +60,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             settings.resource_manager, settings.resource_manager
         ),
         guest=functools.cache(functools.partial(build_guest, settings)),
+        backups=functools.cache(functools.partial(build_backups, settings)),
     )
     install_error_handlers(app)
     app.include_router(versions.router)

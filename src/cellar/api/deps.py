@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cellar.api.views.common import Linker
 from cellar.config import Settings
+from cellar.drivers.backup.base import BackupDriver
 from cellar.drivers.guest.base import GuestDriver
 from cellar.resource_managers.base import ResourceManager
 
@@ -24,6 +25,8 @@ class ApiState:
     provisioning_engine: str
     # The guest driver, built on first use (only `enable root` talks to guests).
     guest: Callable[[], GuestDriver]
+    # The backup repository, built on first use (None: the backend has none).
+    backups: Callable[[], BackupDriver | None] = lambda: None
 
 
 def get_state(request: Request) -> ApiState:

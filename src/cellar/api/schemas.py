@@ -291,3 +291,17 @@ class ClusterAction(StrictModel):
         if (self.grow is None) == (self.shrink is None):
             raise PydanticCustomError("action", "give exactly one of grow or shrink")
         return self
+
+
+class BackupCreate(StrictModel):
+    """Trove's `POST /backups` body, as python-troveclient sends it (`incremental` 0/1)."""
+
+    name: Name
+    instance: Reference
+    description: Annotated[str, StringConstraints(max_length=1024)] | None = None
+    incremental: bool | int | None = None
+    parent_id: Reference | None = None
+
+
+class BackupCreateRequest(StrictModel):
+    backup: BackupCreate

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -86,6 +87,33 @@ class Instance(Base):
     fault_message: Mapped[str | None] = mapped_column(Text)
     fault_details: Mapped[str | None] = mapped_column(Text)
     fault_at: Mapped[datetime | None] = mapped_column(DateTime)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Backup(Base):
+    """A Trove backup: one pgBackRest backup set of an instance's stanza. It outlives the
+    instance (restores read the stanza); `label` is the engine's, once taken."""
+
+    __tablename__ = "backups"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    instance_id: Mapped[str] = mapped_column(String(36), index=True)
+    stanza: Mapped[str] = mapped_column(String(128))
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("backups.id"))
+    datastore_version_id: Mapped[str] = mapped_column(ForeignKey("datastore_versions.id"))
+    # Trove's states: NEW, BUILDING, COMPLETED, FAILED, DELETE_FAILED (and DELETED).
+    state: Mapped[str] = mapped_column(String(32))
+    label: Mapped[str | None] = mapped_column(String(64))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    repository_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime)
+    fail_reason: Mapped[str | None] = mapped_column(Text)
     created: Mapped[datetime] = mapped_column(DateTime)
     updated: Mapped[datetime] = mapped_column(DateTime)
     deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)

@@ -134,3 +134,16 @@ class RestoreTarget:
             raise ValueError(f"stanza {self.stanza!r} is not a valid pgBackRest stanza name")
         if self.target_time is not None and self.target_time.tzinfo is None:
             raise ValueError("target_time must carry its time zone")
+
+
+class BackupStatus(enum.Enum):
+    """A backup as Trove's API shows it (`trove/backup/state.py`): NEW when asked,
+    BUILDING while taken, COMPLETED once taken and checked, FAILED (with its reason),
+    DELETE_FAILED when its removal from the repository failed; DELETED rows are hidden."""
+
+    NEW = "NEW"
+    BUILDING = "BUILDING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    DELETE_FAILED = "DELETE_FAILED"
+    DELETED = "DELETED"

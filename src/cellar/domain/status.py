@@ -25,6 +25,8 @@ class InstanceTask(enum.Enum):
     # A replica being promoted (switchover), a failed primary being ejected (failover).
     PROMOTING = "PROMOTING"
     EJECTING = "EJECTING"
+    # A backup of the instance is being taken (Trove's status BACKUP).
+    BACKING_UP = "BACKING_UP"
     RESTART_REQUIRED = "RESTART_REQUIRED"
     BUILDING_ERROR_SEC_GROUP = "BUILDING_ERROR_SEC_GROUP"
     BUILDING_ERROR_VOLUME = "BUILDING_ERROR_VOLUME"
@@ -53,6 +55,7 @@ _BUSY = frozenset(
         InstanceTask.RESIZING_VOLUME,
         InstanceTask.PROMOTING,
         InstanceTask.EJECTING,
+        InstanceTask.BACKING_UP,
     }
 )
 
@@ -152,6 +155,8 @@ def derive_status(task: InstanceTask, server: ServerStatus | None, service: Serv
         return "PROMOTE"
     if task is InstanceTask.EJECTING:
         return "EJECT"
+    if task is InstanceTask.BACKING_UP:
+        return "BACKUP"
     if task is InstanceTask.RESTART_REQUIRED:
         return "RESTART_REQUIRED"
     if server in (ServerStatus.BUILD, ServerStatus.ERROR, ServerStatus.REBOOT, ServerStatus.RESIZE):

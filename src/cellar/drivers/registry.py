@@ -44,6 +44,11 @@ def build_guest(settings: Settings) -> GuestDriver:
     return factory(settings)
 
 
+def build_backups(settings: Settings) -> BackupDriver | None:
+    """The backup repository alone (the API checks restore points against it)."""
+    return build_services(settings).backup
+
+
 def build_services(settings: Settings) -> Services:
     try:
         module_name, attr = _BACKENDS[settings.backend]

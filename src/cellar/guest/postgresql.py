@@ -210,6 +210,9 @@ class PostgreSQL(DatastoreManager):
 
     def stop(self) -> None:
         self._stopped, self._busy = True, True
+        # The backup server's logs and locks are on the volume: a stopped datastore keeps
+        # nothing open there (its volume may be detached next); `start` brings it back.
+        self.backrest.stop_server()
         try:
             pid = postmaster_pid(self.pgdata)
             if pid is None or not alive(pid):

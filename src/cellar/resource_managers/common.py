@@ -165,13 +165,30 @@ class PrepareGuest(CellarTask):
         self.check_not_cancelled()
         status = self.call(self.services.guest.status, self.instance_id).service
         if status in (ServiceStatus.NEW, ServiceStatus.UNKNOWN):
-            self.call(
-                self.services.guest.prepare,
-                self.instance_id,
-                server_id=server_id,
-                spec=self.spec,
-                replication=replication_for(self.ctx, self.spec),
-            )
+            replication = replication_for(self.ctx, self.spec)
+            backups = self.services.backup
+            if backups is None or replication is not None:
+                # Cluster members archive nowhere yet (a standby does not archive; a
+                # promoted one would need its stanza): backups are of lone instances.
+                self.call(
+                    self.services.guest.prepare,
+                    self.instance_id,
+                    server_id=server_id,
+                    spec=self.spec,
+                    replication=replication,
+                )
+            else:
+                # WAL archived into the instance's stanza from its first start.
+                access = self.call(
+                    backups.repository_access, self.spec.project_id, self.instance_id
+                )
+                self.call(
+                    self.services.guest.prepare_with_repository,
+                    self.instance_id,
+                    server_id=server_id,
+                    spec=self.spec,
+                    repository=access,
+                )
         self.ctx.store.set_service_status(self.instance_id, ServiceStatus.BUILDING)
 
 
@@ -241,3 +258,19 @@ def restart_flow(ctx: ManagerContext, instance_id: str) -> linear_flow.Flow:
     return linear_flow.Flow("restart").add(
         RestartDatastore(ctx, instance_id, name="datastore.restart")
     )
+
+
+class CreateStanza(CellarTask):
+    """Once the datastore runs: its stanza in the backup repository (archiving waits for
+    it, the WAL kept in pg_wal meanwhile). Nothing where the backend has no repository,
+    or for a cluster's member (not archived yet)."""
+
+    def __init__(self, ctx: ManagerContext, spec: InstanceSpec, *, name: str) -> None:
+        super().__init__(ctx, spec.instance_id, name=name)
+        self.spec = spec
+
+    def execute(self) -> None:
+        backups = self.services.backup
+        if backups is None or self.spec.replication_group is not None:
+            return
+        self.call(backups.create_stanza, self.instance_id)

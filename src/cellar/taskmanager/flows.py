@@ -13,7 +13,8 @@ from cellar.db.models import Job
 from cellar.domain.specs import flavor_from_dict, rule_from_dict, spec_from_dict
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import ResourceManager
-from cellar.resource_managers.common import OperationCancelled, restart_flow
+from cellar.resource_managers.common import CreateStanza, OperationCancelled, restart_flow
+from cellar.taskmanager.backup_flows import backup_steps
 from cellar.taskmanager.cluster_flows import cluster_steps
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
@@ -77,8 +78,15 @@ def build_flow(manager: ResourceManager, store: DbInstanceStore, job: Job) -> An
     steps: list[Any]
     if kind.is_cluster:
         steps = cluster_steps(manager, store, job)
+    elif kind.is_backup:
+        steps = backup_steps(manager, store, job)
     elif kind is JobKind.PROVISION_INSTANCE:
-        steps = [manager.provision_instance(spec_from_dict(args["spec"])), finish]
+        spec = spec_from_dict(args["spec"])
+        steps = [
+            manager.provision_instance(spec),
+            CreateStanza(manager.ctx, spec, name="backup.stanza"),
+            finish,
+        ]
     elif kind is JobKind.RESIZE_FLAVOR:
         steps = [manager.resize_flavor(iid, flavor_from_dict(args["flavor"])), finish]
     elif kind is JobKind.RESIZE_VOLUME:

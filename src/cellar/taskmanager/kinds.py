@@ -10,6 +10,12 @@
 - delete_security_group_rule (task unchanged): {"rule_id": str}
 - update_security_group_rule_cidr (task unchanged): {"rule_id": str, "cidr": str}
 
+Backup jobs (a guest task, the same under every manager):
+- backup_instance (task BACKING_UP; the backup NEW then BUILDING): {"backup_id",
+  "incremental": bool}
+- delete_backup (`jobs.instance_id` is the backup's id: its instance may be gone):
+  {"backup_id"}
+
 Cluster jobs carry the cluster's id in `jobs.instance_id` (one job per cluster at a time;
 their events are the cluster's):
 - provision_cluster (cluster BUILDING, members BUILDING): {"members": [spec dicts]}, the
@@ -47,6 +53,12 @@ class JobKind(enum.Enum):
     SWITCHOVER_CLUSTER = "switchover_cluster"
     FAILOVER_CLUSTER = "failover_cluster"
     DETACH_CLUSTER = "detach_cluster"
+    BACKUP_INSTANCE = "backup_instance"
+    DELETE_BACKUP = "delete_backup"
+
+    @property
+    def is_backup(self) -> bool:
+        return self in (JobKind.BACKUP_INSTANCE, JobKind.DELETE_BACKUP)
 
     @property
     def is_cluster(self) -> bool:

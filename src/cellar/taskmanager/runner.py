@@ -40,6 +40,7 @@ from cellar.resource_managers import manager_class
 from cellar.resource_managers.base import ManagerContext, ResourceManager
 from cellar.resource_managers.common import OperationCancelled
 from cellar.resource_managers.orchestrator_cluster import cluster_stack_name
+from cellar.taskmanager.backup_flows import record_backup_failure
 from cellar.taskmanager.cluster_flows import record_cluster_failure
 from cellar.taskmanager.failover_watch import ClusterWatch
 from cellar.taskmanager.flows import build_flow, failure_task
@@ -291,6 +292,15 @@ class TaskManager:
     def _fail(
         self, job: Job, kind: JobKind, step: str | None, *, reverted: bool, error: BaseException
     ) -> None:
+        if kind.is_backup:
+            message = str(error) or type(error).__name__
+            try:
+                record_backup_failure(self.store, job, message)
+            finally:
+                with transaction(self.sessions) as s:
+                    jobs_repo.finish_job(s, job_id=job.id, owner=self.name, error=message)
+                self._drop_logbook(job)
+            return
         if kind.is_cluster:
             message = str(error) or type(error).__name__
             try:

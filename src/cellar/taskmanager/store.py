@@ -15,11 +15,12 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Table, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from cellar.db import backups as backups_repo
 from cellar.db import clusters as clusters_repo
 from cellar.db import instances as repo
 from cellar.db.engine import READONLY, transaction, write_lock
 from cellar.db.events import event_insert
-from cellar.db.models import Instance, SecurityGroup, SecurityGroupRule
+from cellar.db.models import Backup, Instance, SecurityGroup, SecurityGroupRule
 from cellar.domain.clusters import ClusterTask
 from cellar.domain.errors import NotFound
 from cellar.domain.specs import RuleSpec
@@ -247,3 +248,19 @@ class DbInstanceStore:
     def finish_member(self, instance_id: str) -> None:
         """A member built (or changed) by a cluster job is idle again."""
         self.change_task(instance_id, InstanceTask.NONE, fault_message=None, fault_details=None)
+
+    # Backups.
+
+    def update_backup(self, backup_id: str, **values: Any) -> None:
+        if values.get("deleted"):
+            values.setdefault("deleted_at", repo.utcnow())
+        with transaction(self.sessions) as s:
+            backups_repo.update_backup(s, backup_id=backup_id, **values)
+
+    def backup_source(self, backup_id: str) -> tuple[str, str | None]:
+        """The instance a backup was taken of (it may be gone) and the set's label."""
+        with transaction(self.sessions, readonly=True) as s:
+            row = s.get(Backup, backup_id)
+            if row is None:
+                raise NotFound("Backup", backup_id)
+            return row.instance_id, row.label

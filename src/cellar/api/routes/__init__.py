@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from cellar.api.routes import (
     actions,
+    backups,
     clusters,
     datastores,
     events,
@@ -34,6 +35,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     root.router,
     clusters.router,
     mgmt.router,
+    backups.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]

@@ -1,0 +1,94 @@
+"""Backups: a guest task, the same under every resource manager. The backup repository
+(`Services.backup`: pgBackRest on the local cloud) takes the set from the instance's
+running datastore and checks it; the steps start it, follow its progress, and remove a
+set again."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from taskflow.patterns import linear_flow
+
+from cellar.domain.backups import BackupProgress, BackupSet, BackupState
+from cellar.domain.errors import CellarError
+from cellar.drivers.backup.base import BackupDriver, BackupSetNotFound
+from cellar.resource_managers.base import ManagerContext
+from cellar.resource_managers.common import CellarTask
+
+
+def repository(t: CellarTask) -> BackupDriver:
+    backups: BackupDriver | None = t.services.backup
+    if backups is None:
+        raise CellarError("This cloud's backend has no backup repository.")
+    return backups
+
+
+def set_to_dict(found: BackupSet) -> dict[str, Any]:
+    """A set as the flow's storage keeps it (JSON)."""
+    return {
+        "label": found.label,
+        "type": found.type.value,
+        "parent_label": found.parent_label,
+        "started_at": found.started_at.isoformat(),
+        "stopped_at": found.stopped_at.isoformat(),
+        "start_lsn": found.start_lsn,
+        "stop_lsn": found.stop_lsn,
+        "database_size_bytes": found.database_size_bytes,
+        "repository_size_bytes": found.repository_size_bytes,
+    }
+
+
+class TakeBackup(CellarTask):
+    """Start the backup (idempotent per backup id: a resumed job finds it running or
+    done) and wait for it: COMPLETED means taken and checked by the engine."""
+
+    def __init__(
+        self, ctx: ManagerContext, instance_id: str, backup_id: str, incremental: bool, *,
+        name: str,
+    ) -> None:  # fmt: skip
+        super().__init__(ctx, instance_id, name=name, provides="backup_set")
+        self.backup_id = backup_id
+        self.incremental = incremental
+
+    def execute(self) -> dict[str, Any]:
+        backups = repository(self)
+        self.call(
+            backups.start_backup, self.instance_id, self.backup_id, incremental=self.incremental
+        )
+        progress: BackupProgress = self.wait_for(
+            f"backup {self.backup_id} of instance {self.instance_id}",
+            lambda: backups.backup_progress(self.instance_id, self.backup_id),
+            lambda p: p.state is not BackupState.RUNNING,
+            timeout_s=self.ctx.settings.backup_timeout_s,
+            cancellable=False,
+        )
+        if progress.state is BackupState.FAILED or progress.backup_set is None:
+            raise CellarError(f"The backup failed: {progress.error or 'no set was made'}")
+        return set_to_dict(progress.backup_set)
+
+
+class DeleteBackupSet(CellarTask):
+    """Remove the set from the repository (gone already: nothing to do)."""
+
+    def __init__(self, ctx: ManagerContext, instance_id: str, label: str, *, name: str) -> None:
+        super().__init__(ctx, instance_id, name=name)
+        self.label = label
+
+    def execute(self) -> None:
+        with contextlib.suppress(BackupSetNotFound):
+            self.call(repository(self).delete_backup_set, self.instance_id, self.label)
+
+
+def backup_flow(
+    ctx: ManagerContext, instance_id: str, backup_id: str, incremental: bool
+) -> linear_flow.Flow:
+    return linear_flow.Flow("backup").add(
+        TakeBackup(ctx, instance_id, backup_id, incremental, name="backup.take")
+    )
+
+
+def delete_backup_flow(ctx: ManagerContext, instance_id: str, label: str) -> linear_flow.Flow:
+    return linear_flow.Flow("delete_backup").add(
+        DeleteBackupSet(ctx, instance_id, label, name="backup.delete")
+    )
