@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cellar.api.restores import Restore
 from cellar.api.schemas import DatastoreRef, InstanceCreate
 from cellar.config import Settings
 from cellar.db import catalog
@@ -81,6 +82,7 @@ def provision(
     project_id: str,
     settings: Settings,
     provisioning_engine: str,
+    restore: Restore | None = None,
 ) -> tuple[Instance, tuple[str, str]]:
     """Write the instance (task BUILDING), its security group and rules, and the job."""
     _check_grants(request)
@@ -92,6 +94,24 @@ def provision(
         raise BadRequest("instance.volume", "is required (unless replica_of is given)")
     flavor = resolve_flavor(session, ref=request.flavorRef, field="instance.flavorRef")
     datastore, version = resolve_version(session, ref=request.datastore)
+    extra: dict[str, Any] = {}
+    if restore is not None:
+        if version.id != restore.version_id:
+            raise BadRequest("instance.datastore", "a restore runs its source's datastore version")
+        for name in ("users", "databases"):
+            if getattr(request, name):
+                raise BadRequest(f"instance.{name}", "a restored instance has its source's")
+        if restore.min_volume_gb is not None and request.volume.size < restore.min_volume_gb:
+            raise BadRequest(
+                "instance.volume.size",
+                f"must be at least {restore.min_volume_gb} GB: the backup holds that much",
+            )
+        instant = restore.target_time
+        extra = {
+            "restore_stanza": restore.stanza,
+            "restore_label": restore.label,
+            "restore_time": None if instant is None else instant.isoformat(),
+        }
     access = request.access
     cidrs = tuple(access.allowed_cidrs or ()) if access is not None else ()
     spec = new_spec(
@@ -109,6 +129,7 @@ def provision(
         users=tuple(
             UserSpec(u.name, u.password, tuple(d.name for d in u.databases)) for u in request.users
         ),
+        **extra,
     )
     row = write_instance(
         session,

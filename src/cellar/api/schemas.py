@@ -160,6 +160,16 @@ class Access(StrictModel):
 MAX_REPLICAS = 8
 
 
+class RestorePoint(StrictModel):
+    """Trove's `restorePoint` (`backupRef`), and beyond Trove a point in time: a
+    `restoreTime` (RFC 3339) with a `backupRef` or with the source `instance` (which may
+    be deleted: its stanza is kept)."""
+
+    backupRef: Reference | None = None
+    instance: Reference | None = None
+    restoreTime: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+
+
 class InstanceCreate(StrictModel):
     """An instance, or with `replica_of` (an instance's id or name) `replica_count`
     replicas of it (Trove's door to replication): a replica without `flavorRef` or
@@ -174,6 +184,7 @@ class InstanceCreate(StrictModel):
     access: Access | None = None
     replica_of: Reference | None = None
     replica_count: Annotated[int, Field(ge=1, le=MAX_REPLICAS, strict=True)] | None = None
+    restorePoint: RestorePoint | None = None
 
     @field_validator("databases")
     @classmethod

@@ -83,6 +83,11 @@ class InstanceSpec:
     # the primary itself). Neither set: a lone instance.
     replication_group: str | None = None
     replica_of: str | None = None
+    # Restore (`restorePoint`): the source's stanza, and its backup set's label and/or the
+    # instant (ISO 8601 with its zone) to restore to. No stanza: a fresh instance.
+    restore_stanza: str | None = None
+    restore_label: str | None = None
+    restore_time: str | None = None
 
     @property
     def resource_name(self) -> str:

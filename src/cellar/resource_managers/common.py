@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from taskflow import task
 from taskflow.patterns import linear_flow
 
+from cellar.domain.backups import RestoreTarget
 from cellar.domain.errors import CellarError, TransientError
 from cellar.domain.replication import ReplicationSpec, Role, slot_name
 from cellar.domain.specs import InstanceSpec, instance_hostname
@@ -167,6 +169,8 @@ class PrepareGuest(CellarTask):
         if status in (ServiceStatus.NEW, ServiceStatus.UNKNOWN):
             replication = replication_for(self.ctx, self.spec)
             backups = self.services.backup
+            if backups is None and self.spec.restore_stanza is not None:
+                raise CellarError("This cloud's backend has no backup repository to restore from.")
             if backups is None or replication is not None:
                 # Cluster members archive nowhere yet (a standby does not archive; a
                 # promoted one would need its stanza): backups are of lone instances.
@@ -188,6 +192,7 @@ class PrepareGuest(CellarTask):
                     server_id=server_id,
                     spec=self.spec,
                     repository=access,
+                    restore=restore_target(self.spec),
                 )
         self.ctx.store.set_service_status(self.instance_id, ServiceStatus.BUILDING)
 
@@ -274,3 +279,11 @@ class CreateStanza(CellarTask):
         if backups is None or self.spec.replication_group is not None:
             return
         self.call(backups.create_stanza, self.instance_id)
+
+
+def restore_target(spec: InstanceSpec) -> RestoreTarget | None:
+    """What the instance is restored from (`restorePoint`), if anything."""
+    if spec.restore_stanza is None:
+        return None
+    instant = None if spec.restore_time is None else datetime.fromisoformat(spec.restore_time)
+    return RestoreTarget(spec.restore_stanza, label=spec.restore_label, target_time=instant)

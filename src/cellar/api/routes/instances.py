@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy.orm import Session
 
-from cellar.api import cluster_provisioning
+from cellar.api import cluster_provisioning, restores
 from cellar.api.auth import Ctx
 from cellar.api.deps import ApiState, Links, State
 from cellar.api.provisioning import provision
@@ -24,8 +24,10 @@ from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.jobs import submit_job
 from cellar.db.models import Instance
-from cellar.domain.errors import BadRequest, Conflict, Forbidden
+from cellar.domain.backups import RestorableWindow
+from cellar.domain.errors import BadRequest, CellarError, Conflict, Forbidden
 from cellar.domain.status import InstanceTask
+from cellar.drivers.base import DriverError
 from cellar.resource_managers.base import Operation
 from cellar.taskmanager.kinds import JobKind
 
@@ -57,12 +59,22 @@ def create_instance(
         return InstanceEnvelope(instance=instance_view(first, label, linker))
     state.manager.require(Operation.PROVISION_INSTANCE, state.provisioning_engine)
     with transaction(state.sessions) as session:
+        restore = None
+        if request.restorePoint is not None:
+            restore = restores.resolve(
+                session,
+                point=request.restorePoint,
+                project_id=ctx.tenant_id,
+                backups=state.backups(),
+                backend=state.settings.backend,
+            )
         row, label = provision(
             session,
             request=request,
             project_id=ctx.tenant_id,
             settings=state.settings,
             provisioning_engine=state.provisioning_engine,
+            restore=restore,
         )
     return InstanceEnvelope(instance=instance_view(row, label, linker))
 
@@ -113,7 +125,23 @@ def show_instance(instance_id: str, ctx: Ctx, state: State, linker: Links) -> In
         replicas = repo.replicas_of(session, instance_id=row.id)
     timeout = state.settings.guest_heartbeat_timeout_s
     view = instance_view(row, label, linker, heartbeat_timeout_s=timeout, replicas=replicas)
+    window = _window(state, row.id)
+    if window is not None:
+        view.restorable_from = restores.rfc3339(window.restorable_from)
+        view.restorable_until = restores.rfc3339(window.restorable_until)
     return InstanceEnvelope(instance=view)
+
+
+def _window(state: ApiState, instance_id: str) -> RestorableWindow | None:
+    """The instance's restorable window, when the cloud keeps backups and it has one (a
+    repository that cannot answer now only leaves it out of the view)."""
+    backups = state.backups()
+    if backups is None:
+        return None
+    try:
+        return backups.restorable_window(instance_id)
+    except (DriverError, CellarError):
+        return None
 
 
 @router.patch("/instances/{instance_id}", status_code=202)

@@ -52,6 +52,10 @@ class InstanceView(View):
     replica_of: dict[str, Any] | None = omitted_if_none()
     # On a primary's detail view (Trove's): its replicas, each {id, links}.
     replicas: list[dict[str, Any]] | None = omitted_if_none()
+    # On the detail view, where the cloud keeps backups: the instants it can be restored
+    # to (RDS's earliest and latest restorable time), once it has a backup.
+    restorable_from: str | None = omitted_if_none()
+    restorable_until: str | None = omitted_if_none()
     fault: FaultView | None = omitted_if_none()
 
 
