@@ -9,7 +9,12 @@ import pytest
 
 # The contracts live outside test modules: let pytest explain their failed asserts.
 pytest.register_assert_rewrite(
-    "contract_compute", "contract_dns", "contract_guest", "contract_network", "contract_volume"
+    "contract_backup",
+    "contract_compute",
+    "contract_dns",
+    "contract_guest",
+    "contract_network",
+    "contract_volume",
 )
 
 from contract_support import Wait  # noqa: E402

@@ -8,6 +8,7 @@ bases' API, never a backend's own, and name everything they create uniquely.
 
 from __future__ import annotations
 
+from contract_backup import BackupContract
 from contract_compute import ComputeContract
 from contract_dns import DNSContract
 from contract_guest import GuestContract
@@ -16,6 +17,7 @@ from contract_support import Wait
 from contract_volume import VolumeContract
 
 __all__ = [
+    "BackupContract",
     "ComputeContract",
     "DNSContract",
     "GuestContract",

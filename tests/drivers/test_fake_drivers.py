@@ -11,12 +11,20 @@ import threading
 from pathlib import Path
 
 import pytest
-from contract import ComputeContract, DNSContract, GuestContract, NetworkContract, VolumeContract
+from contract import (
+    BackupContract,
+    ComputeContract,
+    DNSContract,
+    GuestContract,
+    NetworkContract,
+    VolumeContract,
+)
 from contract_support import IMAGE, SMALL, instance_spec
 
 from cellar.config import Settings
 from cellar.domain.status import ServerStatus, ServiceStatus
 from cellar.drivers import registry
+from cellar.drivers.backup.base import BackupDriver
 from cellar.drivers.base import ServiceUnavailable
 from cellar.drivers.compute.base import ComputeDriver
 from cellar.drivers.dns.base import DNSDriver
@@ -52,12 +60,16 @@ class TestFakeGuest(GuestContract):
     pass
 
 
+class TestFakeBackup(BackupContract):
+    pass
+
+
 def test_the_registry_builds_the_fake_backend(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path / "state", backend="fake")
     built = registry.build_services(settings)
     assert isinstance(built.compute, ComputeDriver) and isinstance(built.volume, VolumeDriver)
     assert isinstance(built.network, NetworkDriver) and isinstance(built.dns, DNSDriver)
-    assert isinstance(built.guest, GuestDriver)
+    assert isinstance(built.guest, GuestDriver) and isinstance(built.backup, BackupDriver)
     group = built.network.create_security_group(name="shared")
     assert settings.fake_cloud_path.exists()
     assert build_services(settings).network.get_security_group(group.id).name == "shared"

@@ -1,9 +1,10 @@
-"""The fake backend: five drivers over one `FakeCloud`, a SQLite file that several
+"""The fake backend: six drivers over one `FakeCloud`, a SQLite file that several
 processes share, with latency and fault injection for tests and benchmarks."""
 
 from __future__ import annotations
 
 from cellar.config import Settings
+from cellar.drivers.fake.backup import FakeBackup
 from cellar.drivers.fake.cloud import FakeCloud
 from cellar.drivers.fake.compute import FakeCompute
 from cellar.drivers.fake.dns import FakeDNS
@@ -16,13 +17,14 @@ __all__ = ["FakeCloud", "build_guest", "build_services", "fake_services"]
 
 
 def fake_services(cloud: FakeCloud) -> Services:
-    """The five drivers, as views on `cloud`."""
+    """The six drivers, as views on `cloud`."""
     return Services(
         compute=FakeCompute(cloud),
         volume=FakeVolume(cloud),
         network=FakeNetwork(cloud),
         dns=FakeDNS(cloud),
         guest=FakeGuest(cloud),
+        backup=FakeBackup(cloud),
     )
 
 

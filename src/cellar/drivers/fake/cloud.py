@@ -1,4 +1,4 @@
-"""`FakeCloud`: the state the five fake drivers share, kept in one SQLite file.
+"""`FakeCloud`: the state the six fake drivers share, kept in one SQLite file.
 
 Several processes may open the same file (the task manager, `cellar audit`, a test that
 injects faults), and a cloud survives the death of any of them. Each driver call is one
@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from cellar.drivers.backup.base import BackupDriver, BackupError
 from cellar.drivers.base import DriverError, ServiceUnavailable
 from cellar.drivers.compute.base import ComputeDriver, ServerError
 from cellar.drivers.dns.base import DNSDriver
@@ -31,9 +32,10 @@ _SERVICES: dict[str, tuple[type[object], type[DriverError]]] = {
     "network": (NetworkDriver, DriverError),
     "dns": (DNSDriver, DriverError),
     "guest": (GuestDriver, GuestError),
+    "backup": (BackupDriver, BackupError),
 }
 
-# Every public method of the five driver bases, as "<service>.<method>".
+# Every public method of the six driver bases, as "<service>.<method>".
 OPERATIONS: tuple[str, ...] = tuple(
     f"{service}.{name}"
     for service, (base, _) in _SERVICES.items()

@@ -4,6 +4,10 @@ The datastore is down (SHUTDOWN) while its server reboots or resizes, and RUNNIN
 the server has booted again, whatever it was before: the database starts on boot. The
 agent reports all the time while its server exists (`age_s` 0); once the server is gone,
 `age_s` counts from the agent's last command.
+
+Prepared with a repository (`prepare_with_repository`), the datastore archives into its
+stanza (`stanza` in its row: `cellar.drivers.fake.backup` reads it); a restore is checked
+by the fake repository and recorded (`restored_from`), its WAL position the set's end.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import hashlib
 import secrets
 from contextlib import AbstractContextManager
 
+from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicaLag, ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import InstanceSpec
 from cellar.domain.status import ServerStatus, ServiceStatus
@@ -39,6 +44,24 @@ def _service(guest: Row, server: Row, now: float) -> ServiceStatus:
     return ServiceStatus(pending(guest.data, now) or guest.data["status"])
 
 
+def find_guest(tx: Tx, instance_id: str) -> Row | None:
+    return tx.get(GUEST, _key(instance_id))
+
+
+def service_now(tx: Tx, guest: Row) -> ServiceStatus:
+    """The datastore's status inside a transaction (SHUTDOWN once its server is gone)."""
+    server = tx.get(SERVER, str(guest.parent))
+    return ServiceStatus.SHUTDOWN if server is None else _service(guest, server, tx.now)
+
+
+def wal_in(tx: Tx, guest: Row) -> int:
+    """A member's WAL position inside a transaction (see `replication_status`)."""
+    if guest.data.get("lsn") is not None or guest.data.get("role") != Role.REPLICA.value:
+        return int(guest.data.get("lsn") or 0)
+    primary = tx.get(GUEST, _key(str(guest.data.get("primary"))))
+    return int(primary.data.get("lsn") or 0) if primary is not None else 0
+
+
 class FakeGuest(GuestDriver):
     def __init__(self, cloud: FakeCloud) -> None:
         self._cloud = cloud
@@ -56,27 +79,61 @@ class FakeGuest(GuestDriver):
     ) -> None:
         """Start the datastore (BUILDING, then RUNNING); a repeat on the same server is a no-op."""
         with self._call("prepare") as tx:
-            server = tx.get(SERVER, server_id)
-            if server is None:
-                raise GuestError(f"Cannot prepare instance {instance_id}: no server {server_id}.")
-            state = server_status(server, tx.now)
-            if state is not ServerStatus.ACTIVE:
-                raise GuestError(
-                    f"Cannot prepare instance {instance_id}: server {server_id} is {state.value}."
-                )
-            existing = tx.get(GUEST, _key(instance_id))
-            if existing is not None and existing.parent == server_id:
-                return
-            tx.delete(_key(instance_id))
-            data = {
-                "status": ServiceStatus.RUNNING.value,
-                "changed_at": tx.now,
-                "datastore": spec.datastore,
-                "datastore_version": spec.datastore_version,
-                **settle_in(ServiceStatus.BUILDING.value, tx.now, self._cloud.latency_s),
-                **self._replication_data(tx, instance_id, replication),
-            }
-            tx.insert(Row(_key(instance_id), GUEST, instance_id, server_id, data))
+            self._prepare(tx, instance_id, server_id, spec, replication)
+
+    def prepare_with_repository(
+        self,
+        instance_id: str,
+        *,
+        server_id: str,
+        spec: InstanceSpec,
+        repository: RepositoryAccess,
+        restore: RestoreTarget | None = None,
+        replication: ReplicationSpec | None = None,
+    ) -> None:
+        """`prepare`, archiving into `repository.stanza`; with `restore`, the data of a set
+        of a stanza of the same project, checked by the fake repository (`GuestError`)."""
+        with self._call("prepare_with_repository") as tx:
+            self._prepare(tx, instance_id, server_id, spec, replication, repository, restore)
+
+    def _prepare(
+        self,
+        tx: Tx,
+        instance_id: str,
+        server_id: str,
+        spec: InstanceSpec,
+        replication: ReplicationSpec | None,
+        repository: RepositoryAccess | None = None,
+        restore: RestoreTarget | None = None,
+    ) -> None:
+        server = tx.get(SERVER, server_id)
+        if server is None:
+            raise GuestError(f"Cannot prepare instance {instance_id}: no server {server_id}.")
+        state = server_status(server, tx.now)
+        if state is not ServerStatus.ACTIVE:
+            raise GuestError(
+                f"Cannot prepare instance {instance_id}: server {server_id} is {state.value}."
+            )
+        existing = tx.get(GUEST, _key(instance_id))
+        if existing is not None and existing.parent == server_id:
+            return
+        tx.delete(_key(instance_id))
+        data = {
+            "status": ServiceStatus.RUNNING.value,
+            "changed_at": tx.now,
+            "datastore": spec.datastore,
+            "datastore_version": spec.datastore_version,
+            **settle_in(ServiceStatus.BUILDING.value, tx.now, self._cloud.latency_s),
+            **self._replication_data(tx, instance_id, replication),
+        }
+        if repository is not None:
+            data["stanza"] = repository.stanza
+            if restore is not None:
+                # The repository's module reads guests (this one's helpers): imported here.
+                from cellar.drivers.fake.backup import restored
+
+                data.update(restored(tx, instance_id, repository, restore))
+        tx.insert(Row(_key(instance_id), GUEST, instance_id, server_id, data))
 
     def status(self, instance_id: str) -> GuestStatus:
         with self._call("status") as tx:
@@ -156,7 +213,7 @@ class FakeGuest(GuestDriver):
             replicas = tuple(
                 ReplicaLag(
                     str(g.data.get("slot")), True, None, "streaming",
-                    max(0, lsn - self._wal_in(tx, g)),
+                    max(0, lsn - wal_in(tx, g)),
                 )
                 for g in tx.all(GUEST)
                 if g.data.get("primary") == instance_id
@@ -168,9 +225,9 @@ class FakeGuest(GuestDriver):
             guest, _ = self._reachable(tx, instance_id)
             if guest.data.get("role") != Role.REPLICA.value:
                 raise GuestError(f"Instance {instance_id} is not a replica: nothing to promote.")
-            if self._status_now(tx, guest) is not ServiceStatus.RUNNING:
+            if service_now(tx, guest) is not ServiceStatus.RUNNING:
                 raise GuestError(f"Cannot promote instance {instance_id}: it is not running.")
-            lsn = self._wal_in(tx, guest)
+            lsn = wal_in(tx, guest)
             tx.update(guest.changed(role=Role.PRIMARY.value, primary=None, lsn=lsn))
 
     def make_replication_source(self, instance_id: str, replication: ReplicationSpec) -> None:
@@ -211,24 +268,13 @@ class FakeGuest(GuestDriver):
     def stopped_lsn(self, instance_id: str) -> int:
         with self._call("stopped_lsn") as tx:
             guest, _ = self._reachable(tx, instance_id)
-            if self._status_now(tx, guest) is not ServiceStatus.SHUTDOWN:
+            if service_now(tx, guest) is not ServiceStatus.SHUTDOWN:
                 raise GuestError(f"The datastore of instance {instance_id} is running.")
             return int(guest.data.get("lsn") or 0)
 
     def drop_replication_slot(self, instance_id: str, slot: str) -> None:
         with self._call("drop_replication_slot") as tx:
             self._reachable(tx, instance_id)
-
-    def _wal_in(self, tx: Tx, guest: Row) -> int:
-        """A member's WAL position inside a transaction (see `replication_status`)."""
-        if guest.data.get("lsn") is not None or guest.data.get("role") != Role.REPLICA.value:
-            return int(guest.data.get("lsn") or 0)
-        primary = tx.get(GUEST, _key(str(guest.data.get("primary"))))
-        return int(primary.data.get("lsn") or 0) if primary is not None else 0
-
-    def _status_now(self, tx: Tx, guest: Row) -> ServiceStatus:
-        server = tx.get(SERVER, str(guest.parent))
-        return ServiceStatus.SHUTDOWN if server is None else _service(guest, server, tx.now)
 
     def forget(self, instance_id: str) -> None:
         with self._call("forget") as tx:
