@@ -4,7 +4,9 @@ Starts `cellar serve` in its own state directory, then through the API: create a
 instance (with a progress display), resize its flavor, grow its volume, reboot it,
 restart its datastore, delete it, and audit the cloud; on the local cloud it also
 connects to PostgreSQL by the instance's DNS name, writes rows, keeps writing while the
-volume grows, and checks the rows after every change. Then a cluster (demo_cluster.py):
+volume grows, and checks the rows after every change, then backs it up, writes more
+rows and restores it to an instant between two of them (demo_backup.py): the rows
+committed before the instant are there, the others not. Then a cluster (demo_cluster.py):
 three members of two sizes, rows read on each replica, a grow, a switchover while a writer
 keeps writing (its longest gap and the rows lost), a shrink and a delete. Prints a summary
 at the end.
@@ -25,6 +27,7 @@ import click
 from rich.table import Table
 
 from cellar.cli.client import Client, console, wait_for
+from cellar.cli.demo_backup import backup_scenario
 from cellar.cli.demo_cluster import ClusterFigures, cluster_scenario, delete_clusters
 from cellar.cli.demo_db import DemoDatabase
 from cellar.cli.embedded import free_port, issue_token, serving
@@ -77,8 +80,9 @@ def _local_problems() -> list[str]:
 )
 @click.option("--state-dir", type=click.Path(path_type=Path), default=None)
 def demo(backend: str, resource_manager: str, latency: float, state_dir: Path | None) -> None:
-    """An instance (create, resize, grow, reboot, restart, delete), then a cluster (create,
-    grow, switchover while writing, shrink, delete), then audit."""
+    """An instance (create, resize, grow, reboot, restart, a backup and a point-in-time
+    restore, delete), then a cluster (create, grow, switchover while writing, shrink,
+    delete), then audit."""
     if backend == "local" and (problems := _local_problems()):
         console.print(
             "[yellow]The local cloud cannot run here[/]: missing "
@@ -174,6 +178,8 @@ def scenario(client: Client, settings: Settings, steps: Steps) -> ClusterFigures
     steps.run("resize flavor 1 -> 2", action({"resize": {"flavorRef": "2"}}, _flavor("2")))
     steps.run("reboot", action({"reboot": {}}, lambda i: None))
     steps.run("restart", action({"restart": {}}, lambda i: None))
+    if db is not None:
+        backup_scenario(client, settings, steps, client.instance(iid) or inst, db)
 
     def delete() -> None:
         last = client.last_event(iid)
