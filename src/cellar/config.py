@@ -67,6 +67,8 @@ class Settings:
     cluster_watch_interval_s: float = 1.0
     # How long a backup may take (the repository's copy and check of the set).
     backup_timeout_s: float = 3600.0
+    # How often each task manager looks for scheduled backups that are due.
+    backup_schedule_check_s: float = 30.0
 
     def __post_init__(self) -> None:
         if not self.database_url:

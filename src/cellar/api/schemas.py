@@ -316,3 +316,26 @@ class BackupCreate(StrictModel):
 
 class BackupCreateRequest(StrictModel):
     backup: BackupCreate
+
+
+class Retention(StrictModel):
+    """How many full backups the engine keeps (`count`), or for how many days (`days`)."""
+
+    count: Annotated[int, Field(ge=1, le=1000, strict=True)] | None = None
+    days: Annotated[int, Field(ge=1, le=3650, strict=True)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> Retention:
+        if (self.count is None) == (self.days is None):
+            raise PydanticCustomError("retention", "give either count or days")
+        return self
+
+
+class BackupScheduleSet(StrictModel):
+    interval_hours: Annotated[float, Field(gt=0, le=24 * 35)]
+    retention: Retention
+    incremental: bool = False
+
+
+class BackupScheduleRequest(StrictModel):
+    backup_schedule: BackupScheduleSet

@@ -120,6 +120,21 @@ class Backup(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class BackupSchedule(Base):
+    """Automated backups of one instance: one every `interval_s`, due at `next_at`; the
+    engine keeps the newest `keep_full` full backups, or those of the last `keep_days`."""
+
+    __tablename__ = "backup_schedules"
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id"), primary_key=True)
+    interval_s: Mapped[int] = mapped_column(Integer)
+    incremental: Mapped[bool] = mapped_column(Boolean, default=False)
+    keep_full: Mapped[int | None] = mapped_column(Integer)
+    keep_days: Mapped[int | None] = mapped_column(Integer)
+    next_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+
+
 class Cluster(Base):
     """A primary and its replicas (`cellar.domain.clusters`); each member is an instance
     row with `cluster_id`, the primary the one with no `replica_of_id`."""

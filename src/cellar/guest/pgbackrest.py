@@ -23,11 +23,14 @@ its new timeline's history file would divert a later restore of the source).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -155,6 +158,8 @@ class PgBackRest:
 
     def restore(self, target: RestoreTarget) -> None:
         """The source stanza restored into the (absent or empty) data directory."""
+        if target.target_time is not None and target.label is None:
+            target = replace(target, label=self._set_before(target.stanza, target.target_time))
         self.pg.pgdata.mkdir(exist_ok=True)
         self.pg._own(self.pg.pgdata, 0o700)
         done = self._run(
@@ -162,6 +167,22 @@ class PgBackRest:
             timeout=RESTORE_TIMEOUT_S,
         )  # fmt: skip
         self.pg._check("pgbackrest restore", done)
+
+    def _set_before(self, stanza: str, instant: datetime) -> str:
+        """The newest set that ended in a second before `instant`'s: pgBackRest's own pick
+        compares whole-second stop times, and a set that ended in the instant's own second
+        may not be consistent yet at the instant."""
+        done = self._run(f"--stanza={stanza}", "--output=json", "info", timeout=60)
+        self.pg._check("pgbackrest info", done)
+        try:
+            [found] = json.loads(done.stdout)
+            sets = found.get("backup", [])
+        except (ValueError, TypeError):
+            raise GuestCommandError("pgbackrest info gave no stanza") from None
+        before = [b for b in sets if int(b["timestamp"]["stop"]) < int(instant.timestamp())]
+        if not before:
+            raise GuestCommandError(f"no backup set ended before {instant.isoformat()}")
+        return str(max(before, key=lambda b: int(b["timestamp"]["stop"]))["label"])
 
     # The TLS server for the repository host.
 

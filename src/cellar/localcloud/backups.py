@@ -355,6 +355,14 @@ class BackupRepository:
                 return
             if any(s.backup_id == backup_id for s in self.backup_sets(stanza)):
                 return
+            row = self.state.get(STANZA, stanza)
+            if row is not None and not _answers(row.data["address"], int(row.data["guest_port"])):
+                # A stopped datastore stops its guest's pgBackRest server too: fail now
+                # rather than after pgBackRest's minute of connection retries.
+                _write(job, {"stanza": stanza, "state": "failed", "error": (
+                    "the datastore is not running: its server's pgBackRest does not answer"
+                )})  # fmt: skip
+                return
             kind = "incr" if incremental else "full"
             with open(self.jobs / f"{_safe(backup_id)}.log", "ab") as out:
                 process = subprocess.Popen(
@@ -384,6 +392,21 @@ class BackupRepository:
         if not data:
             return BackupProgress(BackupState.FAILED, error=f"no backup {backup_id} was started")
         return BackupProgress(BackupState.FAILED, error="the backup process ended without a result")
+
+    def expire(
+        self, stanza: str, *, keep_full: int | None = None, keep_days: int | None = None
+    ) -> None:
+        """pgBackRest's retention: by count of full backups, or by their age in days."""
+        if (keep_full is None) == (keep_days is None):
+            raise LocalCloudError("expire needs exactly one of keep_full and keep_days")
+        kind, value = ("count", keep_full) if keep_full is not None else ("time", keep_days)
+        self._checked(
+            "expire",
+            self._pgbackrest(
+                stanza, "expire", f"--repo1-retention-full-type={kind}",
+                f"--repo1-retention-full={value}",
+            ),
+        )  # fmt: skip
 
     def delete_set(self, stanza: str, label: str) -> tuple[str, ...]:
         """Expire one set; returns the labels that depend on it instead when some do."""
@@ -430,6 +453,14 @@ def _last_commit(path: Path) -> datetime | None:
         )  # fmt: skip
     found = _COMMIT.findall(done.stdout)
     return datetime.fromisoformat(found[-1]).replace(tzinfo=UTC) if found else None
+
+
+def _answers(address: str, port: int) -> bool:
+    try:
+        _connect(address, port).close()
+    except OSError:
+        return False
+    return True
 
 
 def _connect(address: str, port: int) -> Any:

@@ -80,6 +80,26 @@ class DeleteBackupSet(CellarTask):
             self.call(repository(self).delete_backup_set, self.instance_id, self.label)
 
 
+class ExpireBackups(CellarTask):
+    """After a scheduled backup: the engine's own retention. Returns the labels that
+    remain, for the rows to follow."""
+
+    def __init__(
+        self, ctx: ManagerContext, instance_id: str, keep_full: int | None,
+        keep_days: int | None, *, name: str,
+    ) -> None:  # fmt: skip
+        super().__init__(ctx, instance_id, name=name, provides="kept_labels")
+        self.keep_full = keep_full
+        self.keep_days = keep_days
+
+    def execute(self) -> list[str]:
+        backups = repository(self)
+        self.call(
+            backups.expire, self.instance_id, keep_full=self.keep_full, keep_days=self.keep_days
+        )
+        return [s.label for s in self.call(backups.list_backup_sets, self.instance_id)]
+
+
 def backup_flow(
     ctx: ManagerContext, instance_id: str, backup_id: str, incremental: bool
 ) -> linear_flow.Flow:

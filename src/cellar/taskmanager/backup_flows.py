@@ -14,7 +14,7 @@ from cellar.db.models import Job
 from cellar.domain.backups import BackupStatus
 from cellar.domain.errors import CellarError
 from cellar.domain.status import InstanceTask
-from cellar.resource_managers.backups import backup_flow, delete_backup_flow
+from cellar.resource_managers.backups import ExpireBackups, backup_flow, delete_backup_flow
 from cellar.resource_managers.base import ResourceManager
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
@@ -55,6 +55,18 @@ class RecordBackup(_BackupStep):
         )
 
 
+class ForgetExpired(_BackupStep):
+    """The rows of the instance's sets the engine expired are DELETED."""
+
+    def __init__(self, store: DbInstanceStore, backup_id: str, instance_id: str, *, name: str):
+        super().__init__(store, backup_id, name=name)
+        self.instance_id = instance_id
+
+    def execute(self, kept_labels: list[str]) -> str:
+        gone = self.store.forget_backups_without(self.instance_id, set(kept_labels))
+        return f"retention: {len(gone)} backups expired" + (f" ({', '.join(gone)})" if gone else "")
+
+
 class MarkBackupDeleted(_BackupStep):
     def execute(self) -> None:
         self.store.update_backup(self.backup_id, state=BackupStatus.DELETED.value, deleted=True)
@@ -75,12 +87,19 @@ def backup_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) -> 
     backup_id = str(args["backup_id"])
     if kind is JobKind.BACKUP_INSTANCE:
         iid = job.instance_id or ""
-        return [
+        steps: list[Any] = [
             MarkBuilding(store, backup_id, name="backup.building"),
             backup_flow(manager.ctx, iid, backup_id, bool(args.get("incremental"))),
             RecordBackup(store, backup_id, name="backup.completed"),
-            InstanceIdle(store, backup_id, iid, name="instance.ready"),
         ]
+        expire = args.get("expire")
+        if expire:
+            keep_full, keep_days = expire.get("keep_full"), expire.get("keep_days")
+            steps += [
+                ExpireBackups(manager.ctx, iid, keep_full, keep_days, name="backup.expire"),
+                ForgetExpired(store, backup_id, iid, name="backup.forget_expired"),
+            ]
+        return [*steps, InstanceIdle(store, backup_id, iid, name="instance.ready")]
     if kind is JobKind.DELETE_BACKUP:
         source, label = store.backup_source(backup_id)
         return [

@@ -41,6 +41,7 @@ from cellar.resource_managers.base import ManagerContext, ResourceManager
 from cellar.resource_managers.common import OperationCancelled
 from cellar.resource_managers.orchestrator_cluster import cluster_stack_name
 from cellar.taskmanager.backup_flows import record_backup_failure
+from cellar.taskmanager.backup_schedule import take_due_backups
 from cellar.taskmanager.cluster_flows import record_cluster_failure
 from cellar.taskmanager.failover_watch import ClusterWatch
 from cellar.taskmanager.flows import build_flow, failure_task
@@ -89,6 +90,8 @@ class TaskManager:
         loops = [(self._claim_loop, "claim"), (self._lease_loop, "lease")]
         if self.settings.cluster_auto_failover:
             loops.append((self._watch_loop, "watch"))
+        if self.services.backup is not None:
+            loops.append((self._schedule_loop, "backups"))
         for target, label in loops:
             thread = threading.Thread(target=target, name=f"taskmanager-{label}", daemon=True)
             thread.start()
@@ -179,6 +182,15 @@ class TaskManager:
                     self.notify()
             except Exception:
                 log.exception("watching the clusters failed")
+
+    def _schedule_loop(self) -> None:
+        """Scheduled backups (`backup_schedule`)."""
+        while not self.stopping.wait(self.settings.backup_schedule_check_s):
+            try:
+                if take_due_backups(self.sessions):
+                    self.notify()
+            except Exception:
+                log.exception("taking the scheduled backups failed")
 
     # Jobs.
 

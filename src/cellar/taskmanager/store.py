@@ -21,6 +21,7 @@ from cellar.db import instances as repo
 from cellar.db.engine import READONLY, transaction, write_lock
 from cellar.db.events import event_insert
 from cellar.db.models import Backup, Instance, SecurityGroup, SecurityGroupRule
+from cellar.domain.backups import BackupStatus
 from cellar.domain.clusters import ClusterTask
 from cellar.domain.errors import NotFound
 from cellar.domain.specs import RuleSpec
@@ -264,3 +265,17 @@ class DbInstanceStore:
             if row is None:
                 raise NotFound("Backup", backup_id)
             return row.instance_id, row.label
+
+    def forget_backups_without(self, instance_id: str, kept: set[str]) -> list[str]:
+        """Mark DELETED the instance's completed backups whose set is no longer kept;
+        their ids."""
+        with transaction(self.sessions) as s:
+            rows = backups_repo.list_backups(s, project_id=None, instance_id=instance_id)
+            gone = [r for r in rows if r.label is not None and r.label not in kept
+                    and r.state == BackupStatus.COMPLETED.value]  # fmt: skip
+            for row in gone:
+                backups_repo.update_backup(
+                    s, backup_id=row.id, state=BackupStatus.DELETED.value, deleted=True,
+                    deleted_at=repo.utcnow(),
+                )  # fmt: skip
+            return [r.id for r in gone]

@@ -9,6 +9,7 @@ from fastapi import APIRouter
 
 from cellar.api.routes import (
     actions,
+    backup_schedules,
     backups,
     clusters,
     datastores,
@@ -36,6 +37,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     clusters.router,
     mgmt.router,
     backups.router,
+    backup_schedules.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]

@@ -27,9 +27,9 @@ from cellar.db import instances as instances_repo
 from cellar.db.engine import transaction
 from cellar.db.jobs import submit_job
 from cellar.db.models import Backup
-from cellar.domain.backups import BackupStatus, stanza_name
+from cellar.domain.backups import BackupStatus
 from cellar.domain.errors import BadRequest, Conflict, NotFound, OperationIsNotSupported
-from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, check_can_act
+from cellar.taskmanager.backup_schedule import submit_backup
 from cellar.taskmanager.kinds import JobKind
 
 router = APIRouter(tags=["backups"])
@@ -46,31 +46,12 @@ def create_backup(ctx: Ctx, state: State, body: Annotated[Any, Body()] = None) -
         raise OperationIsNotSupported("backups", f"the {state.settings.backend} backend")
     with transaction(state.sessions) as session:
         parent = _parent(session, request.parent_id, bool(request.incremental), instance.id)
-        task = InstanceTask(instance.task_status)
-        check_can_act(
-            task,
-            ServerStatus(instance.server_status) if instance.server_status else None,
-            ServiceStatus(instance.service_status),
-        )
-        row = repo.create_backup(
+        row = submit_backup(
             session,
-            id=_new_id(),
-            tenant_id=ctx.tenant_id,
+            instance=instance,
             name=request.name,
             description=request.description,
-            instance_id=instance.id,
-            stanza=stanza_name(instance.id),
-            parent_id=parent.id if parent is not None else None,
-            datastore_version_id=instance.datastore_version_id,
-        )
-        instances_repo.change_task(
-            session, instance_id=instance.id, target=InstanceTask.BACKING_UP, expected=task
-        )
-        submit_job(
-            session,
-            kind=JobKind.BACKUP_INSTANCE.value,
-            instance_id=instance.id,
-            args={"backup_id": row.id, "incremental": parent is not None},
+            parent=parent,
         )
         view = backup_view(row, _label(session, row))
     return BackupEnvelope(backup=view)

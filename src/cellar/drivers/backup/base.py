@@ -125,6 +125,14 @@ class BackupDriver(abc.ABC):
                 raise OutsideRestorableWindow(target_time, window)
         return RestoreTarget(stanza_name(instance_id), label=label, target_time=target_time)
 
+    def expire(
+        self, instance_id: str, *, keep_full: int | None = None, keep_days: int | None = None
+    ) -> None:
+        """The engine's own retention (pgBackRest's `expire`): full backups beyond the
+        newest `keep_full`, or older than `keep_days`, go with their incrementals and the
+        WAL no remaining backup needs. The newest full backup always stays."""
+        raise DriverOperationNotSupported(self.name, "expire")
+
     def forget_instance(self, instance_id: str) -> None:
         """Remove the instance's stanza and everything in it (its project's decision, not
         the instance's delete: backups outlive their instance)."""

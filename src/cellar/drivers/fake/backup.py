@@ -269,6 +269,28 @@ class FakeBackup(BackupDriver):
                 raise BackupSetInUse(label, dependents)
             tx.update(found[0].changed(state=_DELETED))
 
+    def expire(
+        self, instance_id: str, *, keep_full: int | None = None, keep_days: int | None = None
+    ) -> None:
+        """pgBackRest's retention: full sets beyond the newest `keep_full` (or older than
+        `keep_days`) go, with the incrementals on them; the newest full set stays."""
+        if (keep_full is None) == (keep_days is None):
+            raise BackupError("expire needs exactly one of keep_full and keep_days")
+        with self._call("expire") as tx:
+            stanza = self._stanza(tx, instance_id)
+            sets = _sets(tx, stanza.name)
+            fulls = [b for b in sets if b.data["type"] == BackupType.FULL.value]
+            if keep_full is not None:
+                expired = fulls[: max(0, len(fulls) - keep_full)]
+            else:
+                limit = tx.now - (keep_days or 0) * 86400
+                expired = [b for b in fulls[:-1] if b.data["stopped_at"] < limit]
+            gone = {b.data["label"] for b in expired}
+            parents = {b.data["label"]: b.data.get("parent") for b in sets}
+            for found in sets:
+                if gone & set(_chain(parents, found.data["label"])):
+                    tx.update(found.changed(state=_DELETED))
+
     def _stanza(self, tx: Tx, instance_id: str) -> Row:
         stanza = tx.get(STANZA, _stanza_id(stanza_name(instance_id)))
         if stanza is None:

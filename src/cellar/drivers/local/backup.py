@@ -68,6 +68,14 @@ class LocalBackupDriver(BackupDriver):
     def restorable_window(self, instance_id: str) -> RestorableWindow | None:
         return self.repository.window(_stanza(instance_id))
 
+    def expire(
+        self, instance_id: str, *, keep_full: int | None = None, keep_days: int | None = None
+    ) -> None:
+        try:
+            self.repository.expire(_stanza(instance_id), keep_full=keep_full, keep_days=keep_days)
+        except LocalCloudError as exc:
+            raise BackupError(str(exc)) from exc
+
     def delete_backup_set(self, instance_id: str, label: str) -> None:
         dependents = self.repository.delete_set(_stanza(instance_id), label)
         if dependents:
