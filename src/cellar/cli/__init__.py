@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from cellar.cli import client, clusters, demo, guest, server, stacks
+from cellar.cli import backups, client, clusters, demo, guest, server, stacks
 
 
 @click.group()
@@ -16,6 +16,7 @@ for command in (
     *server.COMMANDS,
     *client.COMMANDS,
     *clusters.COMMANDS,
+    *backups.COMMANDS,
     *stacks.COMMANDS,
     demo.demo,
     guest.guest_agent,

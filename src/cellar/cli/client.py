@@ -150,6 +150,13 @@ def instance() -> None:
 @click.option("--datastore", default="postgresql", show_default=True)
 @click.option("--version", "ds_version", default=None)
 @click.option("--allowed-cidr", multiple=True, help="May be given several times.")
+@click.option("--backup", "backup_id", default=None, help="Restore this backup (its id).")
+@click.option(
+    "--restore-from", default=None, help="Restore this instance (id) as of --restore-time."
+)
+@click.option(
+    "--restore-time", default=None, help="RFC 3339 instant, with --backup or --restore-from."
+)
 @click.option("--wait", is_flag=True, help="Show progress until the instance is ACTIVE.")
 def create(
     url: str,
@@ -161,8 +168,12 @@ def create(
     datastore: str,
     ds_version: str | None,
     allowed_cidr: tuple[str, ...],
+    backup_id: str | None,
+    restore_from: str | None,
+    restore_time: str | None,
     wait: bool,
 ) -> None:
+    """Create an instance; with --backup or --restore-from, restored from a backup."""
     c = _client(url, token, project)
     body: dict[str, Any] = {
         "name": name,
@@ -172,10 +183,34 @@ def create(
     }
     if allowed_cidr:
         body["access"] = {"allowed_cidrs": list(allowed_cidr)}
+    point = restore_point(backup_id, restore_from, restore_time)
+    if point is not None:
+        body["restorePoint"] = point
     inst = c.request("POST", "/instances", json={"instance": body})["instance"]
     click.echo(inst["id"] if not wait else f"created {inst['id']}")
     if wait:
         _show(wait_for(c, inst["id"]) or inst)
+
+
+def restore_point(
+    backup_id: str | None, instance_id: str | None, restore_time: str | None
+) -> dict[str, str] | None:
+    """The `restorePoint` of `--backup`, `--restore-from` and `--restore-time`, if any."""
+    if backup_id is not None and instance_id is not None:
+        raise click.UsageError("--backup and --restore-from exclude each other")
+    if instance_id is not None and restore_time is None:
+        raise click.UsageError("--restore-from needs --restore-time")
+    if backup_id is not None:
+        point = {"backupRef": backup_id}
+    elif instance_id is not None:
+        point = {"instance": instance_id}
+    elif restore_time is not None:
+        raise click.UsageError("--restore-time goes with --backup or --restore-from")
+    else:
+        return None
+    if restore_time is not None:
+        point["restoreTime"] = restore_time
+    return point
 
 
 @instance.command("list")
