@@ -1,4 +1,5 @@
-"""SIGKILL of the task manager in the middle of a cluster's build, grow and switchover
+"""SIGKILL of the task manager in the middle of a cluster's build, grow and switchover, and of a
+backup
 (native manager, fake cloud with latency): a restarted task manager of the same name
 resumes each job from its last finished step; the cluster ends idle with exactly the
 members asked for, one primary, and nothing orphaned."""
@@ -92,3 +93,34 @@ def test_build_grow_and_switchover_survive_a_killed_task_manager(
     assert plane.http.delete(plane.url(f"/clusters/{cid}")).status_code == 202
     wait_until("deleted", lambda: plane.http.get(plane.url(f"/clusters/{cid}")).status_code == 404)
     assert sum(plane.resources().values()) == 0 and plane.orphans() == []
+
+
+def test_a_backup_survives_a_killed_task_manager(tmp_path: Path) -> None:
+    # Slow enough that the kill lands while the repository takes the backup.
+    plane = make_plane(tmp_path, fake_latency_s=0.5, job_lease_s=2.0, workers=2)
+    procs = Processes(plane.settings)
+    try:
+        procs.taskmanager("tm-a")
+        iid = plane.create("src")
+        wait_until("ACTIVE", lambda: plane.show(iid)["status"] == "ACTIVE")
+        body = {"backup": {"name": "b", "instance": iid}}
+        r = plane.http.post(plane.url("/backups"), json=body)
+        assert r.status_code == 202, r.text
+        bid = r.json()["backup"]["id"]
+        kill_when(plane, procs, "backup.start_backup", 1)
+
+        def ended() -> bool:
+            status = plane.http.get(plane.url(f"/backups/{bid}")).json()["backup"]["status"]
+            return status in ("COMPLETED", "FAILED")
+
+        wait_until("the backup", ended)
+        found = plane.http.get(plane.url(f"/backups/{bid}")).json()["backup"]
+        assert found["status"] == "COMPLETED", found
+        assert attempts(plane, iid, "backup_instance") == 2
+        assert plane.show(iid)["status"] == "ACTIVE"
+        # Started once: the successor found the repository's backup running (one set).
+        assert plane.services.backup is not None
+        assert [s.backup_id for s in plane.services.backup.list_backup_sets(iid)] == [bid]
+    finally:
+        procs.stop_all()
+        plane.engine.dispose()
