@@ -1,8 +1,8 @@
-"""SIGKILL of the task manager in the middle of a cluster's build, grow and switchover, and of a
-backup
-(native manager, fake cloud with latency): a restarted task manager of the same name
-resumes each job from its last finished step; the cluster ends idle with exactly the
-members asked for, one primary, and nothing orphaned."""
+"""SIGKILL of the task manager in the middle of a cluster's build, grow and switchover,
+and of a backup (native manager, fake cloud with latency): a restarted task manager of
+the same name resumes each job from its last finished step; the cluster ends idle with
+exactly the members asked for, one primary, and nothing orphaned; the backup completes
+once."""
 
 from __future__ import annotations
 
