@@ -243,7 +243,11 @@ def cellar_restore(b: Bench, backup_id: str, n: int) -> float:
     )  # fmt: skip
     b.active(rid)
     elapsed = time.perf_counter() - t0
+    events = b.client.events(rid)
     b.delete(rid)
+    slow = [e for e in events if (e.get("duration_ms") or 0) >= 100 and e["step"] != e["operation"]]
+    steps = ", ".join(f"{e['step']} {e['duration_ms'] / 1000:.2f} s" for e in slow)
+    print(f"  cellar: POST to ACTIVE in {elapsed:.2f} s ({steps})")
     return elapsed
 
 
@@ -322,7 +326,6 @@ def measure_big(args: argparse.Namespace, b: Bench, work: Path) -> dict[str, Any
                 print(f"     raw: restored and promoted in {raw_r[-1]:.2f} s")
             else:
                 cellar_r.append(cellar_restore(b, backup_id, i))
-                print(f"  cellar: POST to ACTIVE in {cellar_r[-1]:.2f} s")
     print(f"raw pgbackrest restore + start: {spread(raw_r, 's')}")
     print(f"cellar POST to ACTIVE:          {spread(cellar_r, 's')}")
     results.update(
