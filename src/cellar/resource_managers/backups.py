@@ -39,6 +39,9 @@ def set_to_dict(found: BackupSet) -> dict[str, Any]:
     }
 
 
+BACKUP_POLL_S = 0.25
+
+
 class TakeBackup(CellarTask):
     """Start the backup (idempotent per backup id: a resumed job finds it running or
     done) and wait for it: COMPLETED means taken and checked by the engine."""
@@ -62,6 +65,9 @@ class TakeBackup(CellarTask):
             lambda p: p.state is not BackupState.RUNNING,
             timeout_s=self.ctx.settings.backup_timeout_s,
             cancellable=False,
+            # Each probe asks the engine (`pgbackrest info`, a process): a few a second
+            # is plenty for a backup, and leaves the cores to the backup itself.
+            every_s=max(self.ctx.settings.poll_interval_s, BACKUP_POLL_S),
         )
         if progress.state is BackupState.FAILED or progress.backup_set is None:
             raise CellarError(f"The backup failed: {progress.error or 'no set was made'}")

@@ -94,8 +94,10 @@ class CellarTask(task.Task):  # type: ignore[misc]
         timeout_s: float,
         failed: Callable[[T], str | None] = lambda _v: None,
         cancellable: bool = True,
+        every_s: float | None = None,
     ) -> T:
-        """Poll `probe` until `done`; raise on `failed`, timeout, or (if cancellable) delete."""
+        """Poll `probe` (every `every_s`, by default the settings' poll interval) until
+        `done`; raise on `failed`, timeout, or (if cancellable) delete."""
         deadline = time.monotonic() + timeout_s
         while True:
             value = self.call(probe)
@@ -108,7 +110,7 @@ class CellarTask(task.Task):  # type: ignore[misc]
                 raise StepTimeout(what, timeout_s, repr(value))
             if cancellable:
                 self.check_not_cancelled()
-            self.ctx.sleep(self.ctx.settings.poll_interval_s)
+            self.ctx.sleep(every_s if every_s is not None else self.ctx.settings.poll_interval_s)
 
 
 def wait_for_service(
