@@ -173,3 +173,14 @@ def test_scheduled_backups_are_taken_and_kept_by_retention(plane: ControlPlane) 
     assert r.status_code == 400 and "retention" in r.text, r.text
     assert plane.http.delete(plane.url(f"/instances/{iid}/backup_schedule")).status_code == 204
     assert plane.http.get(plane.url(f"/instances/{iid}/backup_schedule")).status_code == 404
+
+
+def test_a_cluster_member_is_not_backed_up_yet(plane: ControlPlane) -> None:
+    body = {"cluster": {"name": "pg", "instances": [{"flavorRef": "1", "volume": {"size": 1}}]}}
+    r = plane.http.post(plane.url("/clusters"), json=body)
+    assert r.status_code == 200, r.text
+    plane.run()
+    member = r.json()["cluster"]["instances"][0]["id"]
+    r = post_backup(plane, member)
+    assert r.status_code == 501 and "member" in r.text, r.text
+    assert plane.http.get(plane.url("/backups")).json()["backups"] == []

@@ -44,6 +44,9 @@ def create_backup(ctx: Ctx, state: State, body: Annotated[Any, Body()] = None) -
         )
     if state.backups() is None:
         raise OperationIsNotSupported("backups", f"the {state.settings.backend} backend")
+    if instance.cluster_id is not None:
+        # Members do not archive yet (a standby does not; a promoted one has no stanza).
+        raise OperationIsNotSupported("backups of a replication group's member", "cellar")
     with transaction(state.sessions) as session:
         parent = _parent(session, request.parent_id, bool(request.incremental), instance.id)
         row = submit_backup(
