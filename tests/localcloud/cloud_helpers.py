@@ -95,7 +95,7 @@ def probe(netns: str | None, host: str, port: int, timeout: float = 2.0) -> str:
     return subprocess.run(argv, capture_output=True, text=True, timeout=30).stdout.strip()
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         if time.monotonic() > deadline:
