@@ -25,6 +25,7 @@ from cellar.db import backups as repo
 from cellar.db import catalog
 from cellar.db import instances as instances_repo
 from cellar.db.engine import transaction
+from cellar.db.instances import utcnow
 from cellar.db.jobs import submit_job
 from cellar.db.models import Backup
 from cellar.domain.backups import BackupStatus
@@ -134,7 +135,7 @@ def delete_backup(backup_id: str, ctx: Ctx, state: State) -> Response:
             )
         if row.label is None:
             repo.update_backup(session, backup_id=row.id, state=BackupStatus.DELETED.value,
-                               deleted=True, deleted_at=row.updated)  # fmt: skip
+                               deleted=True, deleted_at=utcnow())  # fmt: skip
             return Response(status_code=202)
         submit_job(
             session, kind=JobKind.DELETE_BACKUP.value, instance_id=row.id,
