@@ -7,6 +7,7 @@ server's does. See the repository's module for the topology and what was measure
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from cellar.config import Settings
@@ -21,6 +22,10 @@ from cellar.localcloud.state import CloudState
 from cellar.localcloud.system import LocalCloudError
 
 DATASTORE_PORT = 5432
+
+
+STANZA_ATTEMPTS = 5
+STANZA_RETRY_S = 1.0
 
 
 class LocalBackupDriver(BackupDriver):
@@ -51,10 +56,16 @@ class LocalBackupDriver(BackupDriver):
             raise BackupError(str(exc)) from exc
 
     def create_stanza(self, instance_id: str) -> None:
-        try:
-            self.repository.create_stanza(_stanza(instance_id))
-        except LocalCloudError as exc:
-            raise BackupError(str(exc)) from exc
+        # The repository's server reloads its configuration when another instance gets
+        # its access (SIGHUP): a stanza-create during that moment fails; tried again.
+        for attempt in range(STANZA_ATTEMPTS):
+            try:
+                self.repository.create_stanza(_stanza(instance_id))
+                return
+            except LocalCloudError as exc:
+                if attempt == STANZA_ATTEMPTS - 1:
+                    raise BackupError(str(exc)) from exc
+                time.sleep(STANZA_RETRY_S)
 
     def start_backup(self, instance_id: str, backup_id: str, *, incremental: bool = False) -> None:
         self.repository.start_backup(_stanza(instance_id), backup_id, incremental=incremental)
