@@ -14,10 +14,14 @@ Made with the `openssl` command; the CA's key is root's (0600) and never leaves 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
+import secrets
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from cellar.localcloud.system import LocalCloudError
@@ -44,10 +48,27 @@ class CertificateAuthority:
         self.cert = directory / "ca.crt"
         self.key = directory / "ca.key"
 
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One process at a time makes the CA or a certificate (five instances of one
+        project created at once would otherwise write one key and another's cert)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with open(self.directory / "ca.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def ensure(self) -> None:
         if self.cert.is_file():
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._locked():
+            self._make_ca()
+
+    def _make_ca(self) -> None:
+        if self.cert.is_file():
+            return
         self.directory.chmod(0o755)
         tmp = self.directory / "ca.crt.tmp"
         _openssl(
@@ -64,6 +85,12 @@ class CertificateAuthority:
         cert, key = self.directory / f"{name}.crt", self.directory / f"{name}.key"
         if cert.is_file() and key.is_file():
             return cert, key
+        with self._locked():
+            if not (cert.is_file() and key.is_file()):
+                self._issue(cert, key, cn, address)
+        return cert, key
+
+    def _issue(self, cert: Path, key: Path, cn: str, address: str | None) -> None:
         names = f"DNS:{cn}" if address is None else f"DNS:{address},IP:{address}"
         with tempfile.TemporaryDirectory(dir=self.directory) as scratch:
             csr, ext = Path(scratch) / "req.csr", Path(scratch) / "req.ext"
@@ -76,8 +103,9 @@ class CertificateAuthority:
             tmp = Path(scratch) / "out.crt"
             _openssl(
                 "x509", "-req", "-in", str(csr), "-CA", str(self.cert), "-CAkey", str(self.key),
-                "-CAcreateserial", "-out", str(tmp), "-days", _DAYS, "-extfile", str(ext),
+                # A random serial, no serial file shared between processes.
+                "-set_serial", f"0x{secrets.token_hex(16)}",
+                "-out", str(tmp), "-days", _DAYS, "-extfile", str(ext),
             )  # fmt: skip
             tmp.chmod(0o644)
             os.replace(tmp, cert)
-        return cert, key
