@@ -9,7 +9,9 @@ loaded through its address; the archiver catches up before anything is timed.
     repository of its own on the same disk as cellar's (lz4, process-max 2, start-fast:
     cellar's repository settings; archive-check off, since the instance archives into
     cellar's stanza), and (cellar) `POST /backups` until the backup is COMPLETED (taken
-    through the guest's pgBackRest server, then verified). Throughput is the set's
+    through the guest's pgBackRest server and checked: page checksums as it is taken, or
+    `verify` where the cluster has none; each run prints the job's own stamps: its start,
+    `pgbackrest backup`, `info`, `verify` if it ran). Throughput is the set's
     database size (pgBackRest's own figure) over the time; the ratio is cellar's median
     throughput over raw's. Target >= 0.8.
 (b) restore_ratio: alternately, (raw) `pgbackrest restore` by hand of the last cellar
@@ -51,7 +53,7 @@ from cellar.cli.client import Client
 from cellar.cli.embedded import free_port, issue_token, serving
 from cellar.config import Settings, settings_from_env
 from cellar.domain.backups import BackupSet, stanza_name
-from cellar.localcloud.backups import STANZA, BackupRepository
+from cellar.localcloud.backups import BackupRepository
 from cellar.localcloud.cleanup import teardown
 from cluster import spread, xfs_volume  # bench/cluster.py, beside this one
 
@@ -199,6 +201,13 @@ def cellar_backup(b: Bench, iid: str, name: str) -> tuple[float, int, BackupSet]
     return elapsed, mine.database_size_bytes, mine
 
 
+def job_clock(b: Bench, backup_id: str) -> tuple[dict[str, float], str]:
+    """The detached job's own stamps (epoch seconds: spawned, job started, `pgbackrest
+    backup` ended, `info` ended, `verify` ended if it ran) and how the set was checked."""
+    job = json.loads((b.repository.jobs / f"{backup_id}.json").read_text())
+    return dict(job.get("clock", {})), str(job.get("checked", "verify"))
+
+
 # (b) Restores.
 
 
@@ -273,9 +282,7 @@ def measure_big(args: argparse.Namespace, b: Bench, work: Path) -> dict[str, Any
         print(f"  WAL archive caught up {time.perf_counter() - t0:.1f} s later")
 
     stanza = stanza_name(iid)
-    row_ = b.repository.state.get(STANZA, stanza)
-    assert row_ is not None
-    raw = RawRepository(work / "raw-backups", row_.data)
+    raw = RawRepository(work / "raw-backups", b.repository.host(stanza, iid))
     print(f"  warm-up raw backup (not counted): {raw.backup()[0]:.2f} s")
     raw_s: list[float] = []
     raw_rate: list[float] = []
@@ -297,15 +304,23 @@ def measure_big(args: argparse.Namespace, b: Bench, work: Path) -> dict[str, Any
                 cellar_s.append(took)
                 cellar_rate.append(size / MiB / took)
                 last = (str(made.backup_id), made.label)
-                command = (made.stopped_at - made.started_at).total_seconds()
+                clock, checked = job_clock(b, str(made.backup_id))
+                command = clock.get("backup", 0.0) - clock.get("job", 0.0)
                 cellar_command.append(command)
-                note = f"; of which `pgbackrest backup` ~{command:.0f} s (its own 1 s stamps)"
+                parts = (("job start", "spawned", "job"), ("info", "backup", "info"),
+                         ("verify", "info", "verify"))  # fmt: skip
+                stamps = "".join(
+                    f", {name} {clock[z] - clock[a]:.2f} s"
+                    for name, a, z in parts
+                    if a in clock and z in clock
+                )
+                note = f"; of which `pgbackrest backup` {command:.2f} s{stamps}; by {checked}"
             rate = size / MiB / took
             print(f"  {side:>6}: {size / MiB:.0f} MiB in {took:.2f} s ({rate:.0f} MiB/s){note}")
     print(f"raw pgbackrest backup:    {spread(raw_s, 's')}; {spread(raw_rate, 'MiB/s', 0)}")
     print(f"cellar POST to COMPLETED: {spread(cellar_s, 's')}; {spread(cellar_rate, 'MiB/s', 0)}")
     print(f"raw verify of a set:      {spread(raw_verify, 's')}")
-    print(f"cellar's backup command:  {spread(cellar_command, 's', 0)}")
+    print(f"cellar's backup command:  {spread(cellar_command, 's')}")
     results: dict[str, Any] = {
         "data_mib": round(size / MiB),
         "raw_backup_mib_s": round(statistics.median(raw_rate)),

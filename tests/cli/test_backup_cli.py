@@ -7,6 +7,7 @@ with the field it is about."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,8 +102,12 @@ def test_backups_restores_and_refusals(served: dict[str, str]) -> None:
     assert restored != iid
 
     # A point in time inside the source's window, named by the source instance.
-    window = api(served).get(f"/instances/{iid}").json()["instance"]
-    until = window["restorable_until"]
+    # (The window opens in the second after the one the first backup ended in.)
+    deadline = time.monotonic() + 5
+    while (until := api(served).get(f"/instances/{iid}").json()["instance"].get(
+            "restorable_until")) is None:  # fmt: skip
+        assert time.monotonic() < deadline, "no restorable window 5 s after the backups"
+        time.sleep(0.05)
     out = run(
         served, "instance", "create", "pitr", "--restore-from", iid, "--restore-time", until,
         "--wait",

@@ -1,8 +1,8 @@
 """Backups with real pgBackRest 2.45 and PostgreSQL 15 on loopback: the cloud's repository
 (its TLS server, certificates, stanzas), a guest archiving from its first start and
-serving its data directory to the repository host, full and incremental backups checked by
-`verify`, the window, point-in-time restores into new data directories (also after the
-source is gone), another project's certificate refused, a set deleted."""
+serving its data directory to the repository host, full and incremental backups checked
+(page checksums as taken), the window, point-in-time restores into new data directories
+(also after the source is gone), another project's certificate refused, a set deleted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import psycopg
@@ -105,6 +105,10 @@ def test_backup_and_point_in_time_restore(scratch: Path) -> None:
         conn.execute("CREATE TABLE notes (id int PRIMARY KEY)")
     insert(source, 1)
     backup(repo, stanza, "b-full", incremental=False)
+    # The commits to restore between come once the window is open: from the second
+    # after the one the full set ended in.
+    opens = repo.backup_sets(stanza)[0].stopped_at + timedelta(seconds=1)
+    wait_until(lambda: datetime.now(UTC), lambda now: now >= opens, "the window to open", 5)
     times = {i: insert(source, i) for i in range(2, 7)}
     backup(repo, stanza, "b-incr", incremental=True)
     sets = repo.backup_sets(stanza)
@@ -120,7 +124,9 @@ def test_backup_and_point_in_time_restore(scratch: Path) -> None:
         "the window to reach the last commit",
         timeout_s=60,
     )
-    assert window is not None and window.restorable_from == sets[0].stopped_at
+    # From the second after the one the oldest set ended in.
+    assert window is not None
+    assert window.restorable_from == sets[0].stopped_at + timedelta(seconds=1)
 
     # An instant between two commits: exactly the rows committed before it.
     instant = times[4] + (times[5] - times[4]) / 2

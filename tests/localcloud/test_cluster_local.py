@@ -12,12 +12,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
-from test_local_serve import local_env, local_settings  # noqa: F401  (a fixture)
+from test_backups_local import backup, completed
+from test_local_serve import create, local_env, local_settings, show, wait_active  # noqa: F401
 
 from cellar.cli.demo_db import TickWriter, connect_as, lost_ticks, resolve_all
 from cellar.config import Settings
@@ -85,7 +87,11 @@ class LocalCluster:
                 and done(seen)
             )
 
-        wait_until(f"cluster {self.id} done", idle, timeout=timeout, every=0.3)
+        try:
+            wait_until(f"cluster {self.id} done", idle, timeout=timeout, every=0.3)
+        except AssertionError as exc:
+            steps = [(e.get("step"), e.get("status"), e.get("message")) for e in self.events()]
+            raise AssertionError(f"{exc}; last seen {seen}; last events {steps[-12:]}") from None
         return seen
 
     def act(self, body: dict[str, Any]) -> None:
@@ -293,8 +299,48 @@ def _scenario(env: dict[str, str], pg: LocalCluster) -> None:
     wait_until("ro without pg-c", lambda: pg.resolve(ro) == pg.replica_addresses(view), timeout=30)
     assert c["ip"][0] not in pg.resolve(ro) and len(pg.resolve(ro)) == 2
 
+    # A backup taken from a replica (the group's one archive; its primary helps)...
+    before_switchover = backup(pg.http, b["id"], "from-pg-b")
+    full = completed(pg.http, before_switchover["id"])
+    assert full["locationRef"].startswith(f"cellar-{pg.id}/"), full
+
     _switchover(pg, view)
     view = pg.show()
+
+    # ... and the archive goes on from the new primary: a point in time after the
+    # switchover, restored through the old primary (now a replica), has the row
+    # committed before it and not the one after.
+    new_primary = pg.member(view, name="pg-b")["ip"][0]
+    with pg.connect(new_primary) as conn:
+        conn.execute("INSERT INTO orders (note) VALUES ('after the switchover')")
+        instant = time.time()
+        wait_until("the clock past the instant", lambda: time.time() > instant + 0.2)
+        conn.execute("INSERT INTO orders (note) VALUES ('too late')")
+        conn.execute("SELECT pg_switch_wal()")
+    at = datetime.fromtimestamp(instant, UTC)
+
+    def window_reaches() -> bool:
+        until = show(pg.http, a["id"]).get("restorable_until")
+        return until is not None and datetime.fromisoformat(until) > at
+
+    wait_until("the window to reach the instant", window_reaches, timeout=90, every=0.5)
+    restored = create(
+        pg.http, "pg-at", users=[], databases=[],
+        restorePoint={"instance": a["id"], "restoreTime": at.isoformat()},
+    )  # fmt: skip
+    # A second backup, from pg-a (a replica of pg-b now), meanwhile.
+    second = completed(pg.http, backup(pg.http, a["id"], "from-pg-a")["id"])
+    assert second["locationRef"].startswith(f"cellar-{pg.id}/"), second
+    address = wait_active(pg.http, restored, timeout=300)["ip"][0]
+    root = pg.http.post(f"/instances/{restored}/root")
+    assert root.status_code == 200, root.text
+    secret = root.json()["user"]["password"]
+    with connect_as(address, user="postgres", password=secret, dbname="postgres") as conn:
+        row = conn.execute("SELECT string_agg(note, ',' ORDER BY id) FROM orders").fetchone()
+        assert row is not None and str(row[0]).endswith(",after the resize,after the switchover")
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+    assert pg.http.delete(f"/instances/{restored}").status_code == 202
+    wait_until("pg-at deleted", lambda: pg.http.get(f"/instances/{restored}").status_code == 404)
 
     pg.delete()
     assert_nothing_left(env, pg, view)
@@ -337,8 +383,12 @@ def _switchover(pg: LocalCluster, view: dict[str, Any]) -> None:
 
 
 def kill_server(servers: Servers, server_id: str) -> None:
-    """The server dies: every process in it (its agent, its PostgreSQL) is SIGKILLed."""
-    for pid in servers.pids(server_id):
+    """The server dies: every process in it (its agent, its PostgreSQL) is SIGKILLed,
+    the agent last (an agent dead beside a live PostgreSQL would be started again, as a
+    live server's init does)."""
+    row = servers.state.get(SERVER, server_id)
+    agent = None if row is None else row.data.get("agent_pid")
+    for pid in sorted(servers.pids(server_id), key=lambda p: p == agent):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     wait_until("the server's processes gone", lambda: servers.pids(server_id) == [], timeout=30)
@@ -401,6 +451,10 @@ def _failover(env: dict[str, str], pg: LocalCluster) -> None:
     assert groups and all(pg.servers.groups.get(g).rules == () for g in groups)
     messages = " | ".join(str(e.get("message") or "") for e in pg.events())
     assert "fenced pg-a" in messages and "lost window" in messages, messages
+    # The new primary archives into the group's stanza: a backup from the other replica
+    # (the new primary starting and stopping it) completes there.
+    taken = completed(pg.http, backup(pg.http, other["id"], "after-the-failover")["id"])
+    assert taken["locationRef"].startswith(f"cellar-{pg.id}/"), taken
 
     pg.delete()
     assert_nothing_left(env, pg, view)

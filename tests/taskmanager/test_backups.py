@@ -5,6 +5,7 @@ engine's retention."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -35,6 +36,16 @@ def show(plane: ControlPlane, bid: str) -> dict[str, Any]:
     r = plane.http.get(plane.url(f"/backups/{bid}"))
     assert r.status_code == 200, r.text
     return dict(r.json()["backup"])
+
+
+def windowed(plane: ControlPlane, iid: str) -> dict[str, Any]:
+    """The instance once its restorable window is open (from the second after the one its
+    first backup ended in)."""
+    deadline = time.monotonic() + 5
+    while (shown := plane.show(iid)).get("restorable_from") is None:
+        assert time.monotonic() < deadline, shown
+        time.sleep(0.05)
+    return shown
 
 
 def active(plane: ControlPlane) -> str:
@@ -105,7 +116,7 @@ def test_a_failed_backup_says_why_and_leaves_the_instance_idle(plane: ControlPla
 def test_restore_points_and_the_window(plane: ControlPlane) -> None:
     iid = active(plane)
     full = backup(plane, iid)
-    shown = plane.show(iid)
+    shown = windowed(plane, iid)
     start = datetime.fromisoformat(shown["restorable_from"])
     until = datetime.fromisoformat(shown["restorable_until"])
     assert start <= until
@@ -175,12 +186,45 @@ def test_scheduled_backups_are_taken_and_kept_by_retention(plane: ControlPlane) 
     assert plane.http.get(plane.url(f"/instances/{iid}/backup_schedule")).status_code == 404
 
 
-def test_a_cluster_member_is_not_backed_up_yet(plane: ControlPlane) -> None:
-    body = {"cluster": {"name": "pg", "instances": [{"flavorRef": "1", "volume": {"size": 1}}]}}
+def test_a_replication_groups_members_share_one_archive(plane: ControlPlane) -> None:
+    """A group is one PostgreSQL system: its members archive into the group's stanza, a
+    replica can be the source of a backup (its primary runs too), an incremental backup
+    of the primary follows the replica's full one, and a restore reads any of them."""
+    body = {"cluster": {"name": "pg", "instances": [
+        {"flavorRef": "1", "volume": {"size": 1}}, {"flavorRef": "1", "volume": {"size": 1}},
+    ]}}  # fmt: skip
     r = plane.http.post(plane.url("/clusters"), json=body)
     assert r.status_code == 200, r.text
+    cid = r.json()["cluster"]["id"]
     plane.run()
-    member = r.json()["cluster"]["instances"][0]["id"]
-    r = post_backup(plane, member)
-    assert r.status_code == 501 and "member" in r.text, r.text
-    assert plane.http.get(plane.url("/backups")).json()["backups"] == []
+    members = {m["role"]: m["id"] for m in plane.http.get(plane.url(f"/clusters/{cid}")).json()[
+        "cluster"]["instances"]}  # fmt: skip
+    primary, replica = members["primary"], members["replica"]
+
+    full = backup(plane, replica, "from-the-replica")
+    assert full["status"] == "COMPLETED", full["fail_reason"]
+    assert full["instance_id"] == replica and full["locationRef"].startswith(f"cellar-{cid}/")
+    assert plane.show(replica)["status"] == "ACTIVE"
+    incr = backup(plane, primary, "then-the-primary", incremental=True)
+    assert incr["status"] == "COMPLETED" and incr["parent_id"] == full["id"], incr
+    # The window is the group's, shown on every member (its end moves on with the WAL).
+    shown = [windowed(plane, m) for m in (primary, replica)]
+    assert shown[0]["restorable_from"] == shown[1]["restorable_from"] is not None, shown
+    assert all(s["restorable_until"] for s in shown), shown
+    # A backup an incremental one (of another member) depends on stays.
+    r = plane.http.delete(plane.url(f"/backups/{full['id']}"))
+    assert r.status_code == 409 and incr["id"] in r.text, r.text
+
+    restored = plane.create("copy", restorePoint={"backupRef": full["id"]}, users=[])
+    at = windowed(plane, replica)["restorable_until"]
+    to_time = plane.create("at", restorePoint={"instance": replica, "restoreTime": at}, users=[])
+    plane.run()
+    for iid in (restored, to_time):
+        assert plane.show(iid)["status"] == "ACTIVE", plane.show(iid)
+        assert "replica_of" not in plane.show(iid)
+
+    # With the primary stopped, a replica's backup fails, saying why.
+    plane.services.guest.stop_db(primary)
+    failed = backup(plane, replica, "no-primary")
+    assert failed["status"] == "FAILED" and primary in failed["fail_reason"], failed
+    assert plane.show(replica)["status"] == "ACTIVE"

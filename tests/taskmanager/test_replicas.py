@@ -80,6 +80,16 @@ def test_promote_detach_and_delete_through_the_instances(plane: ControlPlane) ->
     assert slot_name(r2) not in {
         s.slot for s in plane.services.guest.replication_status(r1).replicas
     }
+    # It archives into a stanza of its own now; the group (its primary r1 since the
+    # switchover) into the one its first primary founded.
+    for member, stanza in ((r2, f"cellar-{r2}/"), (r1, f"cellar-{pid}/"), (pid, f"cellar-{pid}/")):
+        body = {"backup": {"name": "b", "instance": member}}
+        made = plane.http.post(plane.url("/backups"), json=body)
+        assert made.status_code == 202, made.text
+        plane.run()
+        taken = plane.http.get(plane.url(f"/backups/{made.json()['backup']['id']}")).json()
+        assert taken["backup"]["status"] == "COMPLETED", taken["backup"]["fail_reason"]
+        assert taken["backup"]["locationRef"].startswith(stanza), (member, taken)
 
     # A replica deleted on its own leaves the group as a shrink does.
     plane.delete(r3)

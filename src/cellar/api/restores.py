@@ -8,7 +8,7 @@ of its oldest backup to its last archived commit); the answer otherwise says the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -16,7 +16,13 @@ from sqlalchemy.orm import Session
 from cellar.api.schemas import RestorePoint
 from cellar.db import backups as backups_repo
 from cellar.db.models import Backup, Instance
-from cellar.domain.backups import BackupStatus, RestorableWindow, stanza_name
+from cellar.domain.backups import (
+    BackupStatus,
+    RestorableWindow,
+    archive_id,
+    archive_of_stanza,
+    stanza_name,
+)
 from cellar.domain.errors import BadRequest, NotFound, OperationIsNotSupported
 from cellar.drivers.backup.base import BackupDriver
 from cellar.drivers.base import DriverError
@@ -53,6 +59,7 @@ def resolve(
     if point.backupRef is not None:
         row = _backup(session, point.backupRef, project_id)
         source, version_id, label = row.instance_id, row.datastore_version_id, row.label
+        archive = archive_of_stanza(row.stanza)
         size = row.size_bytes
         ended = None if row.stopped_at is None else row.stopped_at.replace(tzinfo=UTC)
         if instant is not None and ended is not None and instant < ended:
@@ -65,12 +72,29 @@ def resolve(
             raise BadRequest(f"{FIELD}.restoreTime", "is required with instance")
         found = _instance(session, point.instance or "", project_id)
         source, version_id, label, size = found.id, found.datastore_version_id, None, None
+        archive = archive_id(found.id, found.cluster_id)
     if instant is not None:
-        window = _window(backups, source)
+        window = _window(backups, archive)
         if window is None or instant not in window:
-            raise BadRequest(f"{FIELD}.restoreTime", _outside(instant, window))
+            opening = window is None and backups_repo.last_completed(
+                session, stanza=stanza_name(archive)
+            )
+            raise BadRequest(f"{FIELD}.restoreTime", _outside(instant, window, bool(opening)))
+    if label is None and instant is not None:
+        # The set to start from is one the control plane saw COMPLETED (taken and
+        # checked), not whatever the repository holds: the newest that ended in a second
+        # before the instant's (pgBackRest stamps whole seconds, and a set that ended in
+        # the instant's own second may not be consistent yet at the instant).
+        base = backups_repo.last_completed(
+            session, stanza=stanza_name(archive), before=instant.replace(microsecond=0, tzinfo=None)
+        )
+        if base is None:
+            raise BadRequest(
+                f"{FIELD}.restoreTime", f"{rfc3339(instant)}: no completed backup ended before it"
+            )
+        label, size = base.label, base.size_bytes
     min_gb = None if size is None else max(1, -(-size // 2**30))
-    return Restore(source, version_id, stanza_name(source), label, instant, min_gb)
+    return Restore(source, version_id, stanza_name(archive), label, instant, min_gb)
 
 
 def _instant(text: str) -> datetime:
@@ -119,14 +143,32 @@ def _window(backups: BackupDriver, instance_id: str) -> RestorableWindow | None:
         return None
 
 
+def window_bounds(window: RestorableWindow) -> tuple[str, str]:
+    """The window as RFC 3339 timestamps to the millisecond, both inside it (its start
+    rounded up, its end down): a user may give either back as a restoreTime."""
+    start, end = window.restorable_from.astimezone(UTC), window.restorable_until.astimezone(UTC)
+    up = start.replace(microsecond=start.microsecond // 1000 * 1000)
+    if up < start:
+        up += timedelta(milliseconds=1)
+    down = end.replace(microsecond=end.microsecond // 1000 * 1000)
+    return (_millis(up), _millis(down))
+
+
+def _millis(instant: datetime) -> str:
+    return instant.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def rfc3339(instant: datetime) -> str:
     return instant.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _outside(instant: datetime, window: RestorableWindow | None) -> str:
+def _outside(instant: datetime, window: RestorableWindow | None, opening: bool = False) -> str:
+    if window is None and opening:
+        return (
+            f"{rfc3339(instant)} cannot be restored: the source's restorable window is not "
+            "open yet (it opens in the second after its first backup ended)"
+        )
     if window is None:
         return f"{rfc3339(instant)} cannot be restored: the source has no backup yet"
-    return (
-        f"{rfc3339(instant)} is outside the restorable window, "
-        f"{rfc3339(window.restorable_from)} to {rfc3339(window.restorable_until)}"
-    )
+    start, end = window_bounds(window)
+    return f"{rfc3339(instant)} is outside the restorable window, {start} to {end}"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 import click
@@ -74,6 +74,11 @@ def take_backup(client: Client, iid: str) -> None:
             if found["status"] == "COMPLETED":
                 break
             time.sleep(0.2)
+    # The window of points in time opens in the second after the one the set ended in
+    # (whole-second stamps): the rows to restore between come after that.
+    opens = datetime.fromisoformat(found["updated"]).replace(tzinfo=UTC) + timedelta(seconds=1)
+    while datetime.now(UTC) < opens:
+        time.sleep(0.05)
     size_mb = (found.get("size") or 0) * 1024
     console.print(
         f"backup COMPLETED (checked by pgBackRest): {size_mb:.1f} MB in the repository, "

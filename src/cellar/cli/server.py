@@ -141,7 +141,34 @@ def _start_local_cloud(settings: Settings) -> tuple[list[str], Callable[[], None
         )
     build_services(settings)
     dns = run_dns_server(settings)
-    return [Network.from_settings(settings).gateway], dns.stop
+    stop_agents = _keep_agents(settings)
+
+    def stop() -> None:
+        stop_agents()
+        dns.stop()
+
+    return [Network.from_settings(settings).gateway], stop
+
+
+def _keep_agents(settings: Settings) -> Callable[[], None]:
+    """A thread that starts again the guest agents that died (`Servers.revive_agents`);
+    returns what stops it."""
+    from cellar.localcloud.servers import AGENT_CHECK_S, Servers, state_path
+    from cellar.localcloud.state import CloudState
+
+    servers = Servers(settings, CloudState(state_path(settings)))
+    stopping = threading.Event()
+
+    def watch() -> None:
+        while not stopping.wait(AGENT_CHECK_S):
+            try:
+                for server_id in servers.revive_agents():
+                    log.warning("the guest agent of server %s died; started it again", server_id)
+            except Exception:
+                log.exception("looking for dead guest agents failed")
+
+    threading.Thread(target=watch, name="agents", daemon=True).start()
+    return stopping.set
 
 
 def _run_api(settings: Settings, engine: Any, extra_hosts: list[str]) -> None:

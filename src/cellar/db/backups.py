@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
@@ -52,16 +53,20 @@ def children(session: Session, *, backup_id: str) -> list[Backup]:
     return list(session.scalars(query))
 
 
-def last_completed(session: Session, *, instance_id: str) -> Backup | None:
-    query = (
-        select(Backup)
-        .where(
-            Backup.instance_id == instance_id,
-            Backup.state == BackupStatus.COMPLETED.value,
-            Backup.deleted.is_(False),
-        )
-        .order_by(Backup.stopped_at.desc(), Backup.created.desc())
+def last_completed(
+    session: Session, *, stanza: str, before: datetime | None = None
+) -> Backup | None:
+    """The newest completed backup in a stanza (a replication group's members share one:
+    an incremental backup is taken on the group's newest set, whichever member's); with
+    `before` (naive UTC), the newest that ended before it."""
+    query = select(Backup).where(
+        Backup.stanza == stanza,
+        Backup.state == BackupStatus.COMPLETED.value,
+        Backup.deleted.is_(False),
     )
+    if before is not None:
+        query = query.where(Backup.stopped_at < before)
+    query = query.order_by(Backup.stopped_at.desc(), Backup.created.desc())
     return session.scalars(query).first()
 
 

@@ -1,9 +1,10 @@
 """Backups and point-in-time restore as the control plane, the drivers and the guests speak
 of them. The engine is pgBackRest (2.45, Debian's); these are its ideas in cellar's words.
 
-- Every instance archives its WAL continuously, from its first boot, into a **stanza** of
-  its own (`stanza_name(instance id)`) in its project's repository. The stanza outlives the
-  instance: restores from a deleted instance read it.
+- Every instance archives its WAL continuously, from its first boot, into a **stanza**
+  (`stanza_name(archive_id(...))`) in its project's repository: its own, or its
+  replication group's, shared by the group's members. The stanza outlives the instance:
+  restores from a deleted instance read it.
 - A **backup set** is one pgBackRest backup of a stanza: full, or incremental on a parent.
 - The **restorable window** of a stanza runs from the end of its oldest backup set to the
   last commit its archived WAL holds: any instant inside it can be restored exactly.
@@ -22,15 +23,29 @@ import enum
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 # What `stanza_name` yields: pgBackRest takes letters, digits, `-` and `_`.
 _STANZA = re.compile(r"[A-Za-z0-9_-]{1,100}")
 
 
-def stanza_name(instance_id: str) -> str:
-    """The stanza an instance archives into, for ever: `cellar-<instance id>`."""
-    return "cellar-" + re.sub(r"[^A-Za-z0-9_-]", "_", instance_id)
+def stanza_name(archive_id: str) -> str:
+    """The stanza of an archive, for ever: `cellar-<archive id>` (see `archive_id`)."""
+    return "cellar-" + re.sub(r"[^A-Za-z0-9_-]", "_", archive_id)
+
+
+def archive_id(instance_id: str, replication_group: str | None) -> str:
+    """Whose stanza an instance archives into: its replication group's when it is a member
+    (the members of a group are one PostgreSQL system, with one history of timelines
+    across switchovers and failovers: pgBackRest keeps such a system in one stanza, and
+    a replica may be a backup's source), its own otherwise. A group made by `replica_of`
+    has its primary's id, so the primary keeps the stanza it had alone."""
+    return replication_group or instance_id
+
+
+def archive_of_stanza(stanza: str) -> str:
+    """The archive id a stanza was named after (ids are letters, digits and `-`)."""
+    return stanza.removeprefix("cellar-")
 
 
 def valid_stanza(name: str) -> bool:
@@ -75,10 +90,19 @@ class RestorableWindow:
     def __contains__(self, instant: datetime) -> bool:
         return self.restorable_from <= instant <= self.restorable_until
 
+    @classmethod
+    def of_archive(cls, oldest_set_end: datetime, last: datetime) -> RestorableWindow | None:
+        """From the second after the one the oldest set ended in (a restore to an instant
+        starts from a set that ended in an earlier second: set ends are stamped in whole
+        seconds, and one that ended in the instant's own second may not be consistent at
+        the instant) to `last`; None while that second has not come yet."""
+        start = oldest_set_end.replace(microsecond=0) + timedelta(seconds=1)
+        return cls(start, last) if last >= start else None
+
 
 class BackupState(enum.Enum):
     RUNNING = "running"
-    COMPLETED = "completed"  # taken and checked (`pgbackrest verify` of the set)
+    COMPLETED = "completed"  # taken and checked (its page checksums, or `verify`)
     FAILED = "failed"
 
 

@@ -5,6 +5,8 @@ reports the datastore's status to the control plane: a heartbeat every
 `heartbeat_interval_s`, and at once whenever the status changes (checked every
 `check_interval_s`). On start it looks for a datastore already prepared on the volume
 (after a reboot, or once the volume is mounted) and starts it: the database starts on boot.
+Between commands it starts again what the datastore needs beside it and that died (the
+pgBackRest server through which the repository's host takes backups).
 
 Status: BUILDING while a prepare runs, FAILED when the last prepare failed, NEW before
 any datastore exists, else what the datastore's manager reports.
@@ -36,6 +38,7 @@ from cellar.guest.manager import (
     PrepareRequest,
     parse_prepare,
     parse_replication,
+    parse_repository,
     parse_slot,
     read_marker,
     write_marker,
@@ -100,6 +103,13 @@ def _drop_slot(manager: DatastoreManager, body: Any) -> dict[str, Any]:
     return {}
 
 
+def _archive_into(manager: DatastoreManager, body: Any) -> dict[str, Any]:
+    manager.archive_into(
+        parse_repository(body.get("repository") if isinstance(body, dict) else None)
+    )
+    return {}
+
+
 # The commands on a prepared datastore: what each does, given the request's body, and
 # what it adds to the answer. A ValueError is the body's fault (400).
 COMMANDS: dict[str, Any] = {
@@ -115,6 +125,7 @@ COMMANDS: dict[str, Any] = {
     "make_source": _make_source,
     "drop_slot": _drop_slot,
     "stopped_lsn": lambda m, _b: {"lsn": m.stopped_lsn()},
+    "archive_into": _archive_into,
 }
 
 
@@ -179,6 +190,7 @@ class Agent:
         self._building = False
         self._failure: str | None = None
         self._root_password: str | None = None
+        self._keep_failure: str | None = None
         self._changed = threading.Event()
         self._stopping = threading.Event()
 
@@ -310,6 +322,22 @@ class Agent:
             log.error("starting the datastore found on the volume failed: %s", exc)
         self._changed.set()
 
+    def keep(self) -> None:
+        """Between commands (never beside one): what the datastore needs beside it,
+        started again if it died (`DatastoreManager.keep_running`)."""
+        manager = self._manager
+        if manager is None or self._building or not self._commands.acquire(blocking=False):
+            return
+        try:
+            manager.keep_running()
+            self._keep_failure = None
+        except Exception as exc:  # the loop goes on: it reports the status
+            if str(exc) != self._keep_failure:  # once, not every check
+                log.error("keeping the datastore's services running failed: %s", exc)
+            self._keep_failure = str(exc)
+        finally:
+            self._commands.release()
+
     def stop(self) -> None:
         self._stopping.set()
         self._changed.set()
@@ -321,6 +349,7 @@ class Agent:
         failing = False
         while not self._stopping.is_set():
             self.boot()
+            self.keep()
             status = self.service_status()
             now = time.monotonic()
             if status is not sent or now - sent_at >= self.heartbeat_interval_s:

@@ -22,6 +22,8 @@ extra dependency inside the server.
                          from this primary (the replication role made) | 409 on a replica
     POST /replication/slots/drop  {"slot"}: 200 (also when there was no such slot)
     GET  /stopped_lsn    200 {"lsn"} of a cleanly stopped datastore | 409 running or crashed
+    POST /archive        {"repository": {"stanza", "options", "files"}}: 200 once WAL goes
+                         into that stanza (a replica leaving its group gets its own)
 
 Anything without the right `X-Cellar-Guest-Secret` is 401. Request bodies are never logged.
 """
@@ -65,6 +67,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/replication/source"): lambda agent, body: agent.command("make_source", body),
     ("POST", "/replication/slots/drop"): lambda agent, body: agent.command("drop_slot", body),
     ("GET", "/stopped_lsn"): lambda agent, _body: agent.command("stopped_lsn"),
+    ("POST", "/archive"): lambda agent, body: agent.command("archive_into", body),
 }
 
 

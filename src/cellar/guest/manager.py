@@ -251,6 +251,11 @@ class DatastoreManager(abc.ABC):
         """A new password for the datastore's superuser, returned and not kept."""
         raise GuestCommandError(f"{type(self).__name__} cannot enable root")
 
+    def keep_running(self) -> None:
+        """Called by the agent's loop between commands: start again what the datastore's
+        service needs beside it and that died (nothing by default)."""
+        return None
+
     def filesystem(self) -> dict[str, int]:
         """Size and free space of the volume, in bytes (what `resize_fs` reports)."""
         st = os.statvfs(self.data_dir)
@@ -266,6 +271,9 @@ class DatastoreManager(abc.ABC):
 
     def promote(self) -> None:
         raise self._unsupported("promote")
+
+    def archive_into(self, repository: RepositoryAccess) -> None:
+        raise self._unsupported("archiving")
 
     def follow(self, replication: ReplicationSpec) -> None:
         raise self._unsupported("follow")

@@ -125,12 +125,18 @@ class PgBackRest:
         )
         self.pg._write(self.conf, text)
 
-    def archive_settings(self) -> dict[str, str]:
-        """PostgreSQL's settings for continuous archiving into this server's own stanza."""
+    def archive_command(self) -> str | None:
+        """The archive_command into this server's own stanza (unquoted), if it has one."""
         stanza = self._stanza()
         if stanza is None:
+            return None
+        return f"{PGBACKREST} --config={self.conf} --stanza={stanza} archive-push %p"
+
+    def archive_settings(self) -> dict[str, str]:
+        """PostgreSQL's settings for continuous archiving into this server's own stanza."""
+        command = self.archive_command()
+        if command is None:
             return {}
-        command = f"{PGBACKREST} --config={self.conf} --stanza={stanza} archive-push %p"
         return {
             "archive_mode": "on",
             "archive_command": quote(command),
@@ -204,6 +210,10 @@ class PgBackRest:
             return "tls-server-auth=" in self.conf.read_text()
         except OSError:
             return False
+
+    def running(self) -> bool:
+        """Whether the TLS server runs (its pid file's process, or one on its port)."""
+        return self._server_pid() is not None or self._listening()
 
     def ensure_server(self) -> None:
         """Start `pgbackrest server` (detached, as the cluster's owner) unless it runs."""

@@ -96,6 +96,9 @@ def cellar_conf(
         "unix_socket_directories": quote(str(socket_dir)),
         "unix_socket_permissions": "0700",
         "password_encryption": "'scram-sha-256'",
+        # A start after a crash, or a restored server's first, syncs the data directory
+        # first: one syncfs of the server's own volume rather than an fsync per file.
+        "recovery_init_sync_method": "syncfs",
         **memory_settings(ram_mb),
         **replication_settings(volume_bytes),
     }

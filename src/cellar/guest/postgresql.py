@@ -28,6 +28,7 @@ from pathlib import Path
 
 import psycopg
 
+from cellar.domain.backups import RepositoryAccess
 from cellar.domain.replication import ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.status import ServiceStatus
 from cellar.guest.manager import (
@@ -48,8 +49,9 @@ from cellar.guest.pgfiles import (
     pg_ident,
     postmaster_pid,
     socket_dir_for,
+    with_auto_settings,
 )
-from cellar.guest.pgreplication import PgReplication
+from cellar.guest.pgreplication import AUTO_CONF, PgReplication
 from cellar.guest.pgsetup import create_objects, create_replication_role, set_superuser_password
 
 PG_ROOT = Path("/usr/lib/postgresql")
@@ -230,6 +232,15 @@ class PostgreSQL(DatastoreManager):
         self.stop()
         self.start()
 
+    def keep_running(self) -> None:
+        """The backup server beside a running datastore, started again if it died (the
+        repository's host takes backups through it; a backup it was serving failed)."""
+        backrest = self.backrest
+        if self._stopped or self._busy or not backrest.serves() or backrest.running():
+            return
+        if self.accepting():
+            backrest.ensure_server()
+
     # Prepare.
 
     def prepare(self, request: PrepareRequest) -> str | None:
@@ -258,6 +269,9 @@ class PostgreSQL(DatastoreManager):
         done = self._run(
             "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, "-E", "UTF8", "--no-locale",
             "--auth-local=peer", "--auth-host=scram-sha-256", "--no-instructions",
+            # Page checksums: PostgreSQL checks each page it reads, and pgBackRest each
+            # page it backs up (which is what makes a backup set checked as it is taken).
+            "--data-checksums",
         )  # fmt: skip
         self._check("initdb", done)
         self._configure(request, fresh=True)
@@ -278,11 +292,21 @@ class PostgreSQL(DatastoreManager):
         this server's own settings (its own stanza to archive into) and a new superuser
         password; returns once it has promoted itself onto a timeline of its own."""
         assert request.restore is not None
+        # The TLS server first: it needs no database, and is up by the time the
+        # repository's host creates this server's stanza.
+        self.backrest.ensure_server()
         self.backrest.restore(request.restore)
         self._configure(request, fresh=False)
+        # Recovery without hot standby: a hot standby refuses WAL written by a server
+        # with more connections, WAL senders or slots than its own settings allow (a
+        # replication group's member, a larger flavor): "recovery aborted because of
+        # insufficient parameter settings". Nobody reads this server before it promotes.
+        auto = self.pgdata / AUTO_CONF
+        original = auto.read_text() if auto.exists() else ""
+        self._write(auto, with_auto_settings(original, {"hot_standby": "off"}))
         self._start()
         self._wait_promoted()
-        self.backrest.ensure_server()
+        self._write(auto, with_auto_settings(auto.read_text(), {"hot_standby": None}))
         password = secrets.token_urlsafe(24)
         try:
             set_superuser_password(self.connect, password)
@@ -369,6 +393,25 @@ class PostgreSQL(DatastoreManager):
 
     def replication_status(self) -> ReplicationStatus:
         return self.replication.status()
+
+    def archive_into(self, repository: RepositoryAccess) -> None:
+        """WAL from now on into `repository`'s stanza (a replica about to leave its
+        group, whose stanza holds the group's timelines, gets one of its own before it
+        is promoted): pgBackRest's configuration, the archive_command (reloaded) and
+        the TLS server for the repository's host, whose allowed stanza changed."""
+        self.backrest.stop_server()
+        self.backrest.configure(repository)
+        command = self.backrest.archive_command()
+        if command is not None:
+            conf = self.pgdata / CONF
+            self._write(conf, with_auto_settings(conf.read_text(), {"archive_command": command}))
+            if self.status() is ServiceStatus.RUNNING:
+                try:
+                    with self.connect() as conn:
+                        conn.execute("SELECT pg_reload_conf()")
+                except psycopg.Error as exc:
+                    raise GuestCommandError(f"Reloading the settings failed: {exc}") from None
+        self.backrest.ensure_server()
 
     def promote(self) -> None:
         self.replication.promote()

@@ -11,6 +11,8 @@ Layout of a server on disk, under `<local_root>/servers/<id>/`:
 The agent is started by `agent_command(config dir) -> argv` (by default `cellar
 guest-agent`), inside the server's cgroups and namespace, detached. Reboot kills every
 process of the server's cgroups and starts the agent again; resize changes the limits.
+An agent that dies is started again (`revive_agents`, which `cellar serve` calls every
+`AGENT_CHECK_S`), as a server's init would.
 
 Lifecycle: BUILD -> ACTIVE (ERROR if the build fails: what was made is removed first);
 ACTIVE -> REBOOT -> ACTIVE; ACTIVE -> RESIZE -> VERIFY_RESIZE -> ACTIVE (confirm or
@@ -45,8 +47,11 @@ from cellar.localcloud.system import LocalCloudError, missing_tools, require_roo
 from cellar.localcloud.volumes import VolumeAttached, Volumes, mounts_under, share
 
 AgentCommand = Callable[[Path], Sequence[str]]
+# How often `cellar serve` looks for dead agents to start again.
+AGENT_CHECK_S = 1.0
 _TRANSITIONAL = ("BUILD", "REBOOT", "RESIZE")
 _ATTACHABLE = ("ACTIVE", "SHUTOFF", "VERIFY_RESIZE")
+_RUNNING = ("ACTIVE", "VERIFY_RESIZE")
 
 
 def state_path(settings: Settings) -> Path:
@@ -306,6 +311,26 @@ class Servers:
         pid = cgroups.spawn(row.data["netns"], argv, self.log_path(row.id))
         return self._set(row, agent_pid=pid)
 
+    def revive_agents(self) -> list[str]:
+        """Start again the agent of every running server whose agent died while the
+        server lives on (other processes of it run), as a server's init would (systemd's
+        `Restart=always`); returns those servers' ids. A server none of whose processes
+        is left has died as a whole (a crashed machine): nothing restarts it."""
+        revived = []
+        for row in self.state.list(SERVER):
+            if status(row) not in _RUNNING or not _agent_died_alone(row):
+                continue
+            with self._lock(row.id):
+                found = self.state.get(SERVER, row.id)
+                if found is None or status(found) not in _RUNNING or not _agent_died_alone(found):
+                    continue
+                argv = list(self.agent_command(self.config_dir(found.id)))
+                cgroups = ServerCgroups.from_data(found.data["cgroups"])
+                pid = cgroups.spawn(found.data["netns"], argv, self.log_path(found.id))
+                self._set(found, agent_pid=pid)
+                revived.append(found.id)
+        return revived
+
     def _apply_flavor(self, row: Resource) -> None:
         """The cgroup limits and the config drive for the row's flavor."""
         flavor = row.data["flavor"]
@@ -379,6 +404,16 @@ class Servers:
             data_dir=Path(d["data_dir"]),
             fault=d.get("fault"),
         )
+
+
+def _agent_died_alone(row: Resource) -> bool:
+    """Whether the server's agent is gone from its cgroups while other processes of the
+    server are still there."""
+    pid = row.data.get("agent_pid")
+    if pid is None:
+        return False
+    pids = ServerCgroups.from_data(row.data["cgroups"]).pids()
+    return pid not in pids and bool(pids)
 
 
 def _changed(row: Resource, **changes: Any) -> Resource:

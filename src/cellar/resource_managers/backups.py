@@ -10,7 +10,7 @@ from typing import Any
 
 from taskflow.patterns import linear_flow
 
-from cellar.domain.backups import BackupProgress, BackupSet, BackupState
+from cellar.domain.backups import BackupProgress, BackupSet, BackupState, archive_id
 from cellar.domain.errors import CellarError
 from cellar.drivers.backup.base import BackupDriver, BackupSetNotFound
 from cellar.resource_managers.base import ManagerContext
@@ -39,7 +39,21 @@ def set_to_dict(found: BackupSet) -> dict[str, Any]:
     }
 
 
-BACKUP_POLL_S = 0.25
+BACKUP_POLL_S = 0.05
+
+
+def archive_and_primary(ctx: ManagerContext, instance_id: str) -> tuple[str, str]:
+    """The instance's archive (`archive_id`) and the member that archives into it now:
+    the instance itself, or its replication group's primary (a replica is a backup's
+    source with its primary's help)."""
+    record = ctx.store.get(instance_id)
+    archive = archive_id(instance_id, record.cluster_id)
+    if record.cluster_id is None or record.replica_of is None:
+        return archive, instance_id
+    primaries = [m.id for m in ctx.store.cluster_members(record.cluster_id) if m.replica_of is None]
+    if not primaries:
+        raise CellarError(f"The replication group of instance {instance_id} has no primary.")
+    return archive, primaries[0]
 
 
 class TakeBackup(CellarTask):
@@ -56,17 +70,19 @@ class TakeBackup(CellarTask):
 
     def execute(self) -> dict[str, Any]:
         backups = repository(self)
+        archive, primary = archive_and_primary(self.ctx, self.instance_id)
         self.call(
-            backups.start_backup, self.instance_id, self.backup_id, incremental=self.incremental
-        )
+            backups.start_backup, archive, self.backup_id, incremental=self.incremental,
+            source=self.instance_id, primary=primary,
+        )  # fmt: skip
         progress: BackupProgress = self.wait_for(
             f"backup {self.backup_id} of instance {self.instance_id}",
-            lambda: backups.backup_progress(self.instance_id, self.backup_id),
+            lambda: backups.backup_progress(archive, self.backup_id),
             lambda p: p.state is not BackupState.RUNNING,
             timeout_s=self.ctx.settings.backup_timeout_s,
             cancellable=False,
-            # Each probe asks the engine (`pgbackrest info`, a process): a few a second
-            # is plenty for a backup, and leaves the cores to the backup itself.
+            # A probe reads the job's state (the engine is asked for its percent at most
+            # once a second): the end is seen within BACKUP_POLL_S.
             every_s=max(self.ctx.settings.poll_interval_s, BACKUP_POLL_S),
         )
         if progress.state is BackupState.FAILED or progress.backup_set is None:
@@ -77,13 +93,16 @@ class TakeBackup(CellarTask):
 class DeleteBackupSet(CellarTask):
     """Remove the set from the repository (gone already: nothing to do)."""
 
-    def __init__(self, ctx: ManagerContext, instance_id: str, label: str, *, name: str) -> None:
+    def __init__(
+        self, ctx: ManagerContext, instance_id: str, archive: str, label: str, *, name: str
+    ) -> None:
         super().__init__(ctx, instance_id, name=name)
+        self.archive = archive
         self.label = label
 
     def execute(self) -> None:
         with contextlib.suppress(BackupSetNotFound):
-            self.call(repository(self).delete_backup_set, self.instance_id, self.label)
+            self.call(repository(self).delete_backup_set, self.archive, self.label)
 
 
 class ExpireBackups(CellarTask):
@@ -100,10 +119,9 @@ class ExpireBackups(CellarTask):
 
     def execute(self) -> list[str]:
         backups = repository(self)
-        self.call(
-            backups.expire, self.instance_id, keep_full=self.keep_full, keep_days=self.keep_days
-        )
-        return [s.label for s in self.call(backups.list_backup_sets, self.instance_id)]
+        archive, _ = archive_and_primary(self.ctx, self.instance_id)
+        self.call(backups.expire, archive, keep_full=self.keep_full, keep_days=self.keep_days)
+        return [s.label for s in self.call(backups.list_backup_sets, archive)]
 
 
 def backup_flow(
@@ -114,7 +132,9 @@ def backup_flow(
     )
 
 
-def delete_backup_flow(ctx: ManagerContext, instance_id: str, label: str) -> linear_flow.Flow:
+def delete_backup_flow(
+    ctx: ManagerContext, instance_id: str, archive: str, label: str
+) -> linear_flow.Flow:
     return linear_flow.Flow("delete_backup").add(
-        DeleteBackupSet(ctx, instance_id, label, name="backup.delete")
+        DeleteBackupSet(ctx, instance_id, archive, label, name="backup.delete")
     )

@@ -68,6 +68,7 @@ class InstanceRecord:
     created: datetime
     cluster_id: str | None = None
     replica_of: str | None = None
+    project_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from taskflow import task
 from taskflow.patterns import linear_flow
 
-from cellar.domain.backups import RestoreTarget
+from cellar.domain.backups import RestoreTarget, archive_id
 from cellar.domain.errors import CellarError, TransientError
 from cellar.domain.replication import ReplicationSpec, Role, slot_name
 from cellar.domain.specs import InstanceSpec, instance_hostname
@@ -173,9 +173,7 @@ class PrepareGuest(CellarTask):
             backups = self.services.backup
             if backups is None and self.spec.restore_stanza is not None:
                 raise CellarError("This cloud's backend has no backup repository to restore from.")
-            if backups is None or replication is not None:
-                # Cluster members archive nowhere yet (a standby does not archive; a
-                # promoted one would need its stanza): backups are of lone instances.
+            if backups is None:
                 self.call(
                     self.services.guest.prepare,
                     self.instance_id,
@@ -184,9 +182,13 @@ class PrepareGuest(CellarTask):
                     replication=replication,
                 )
             else:
-                # WAL archived into the instance's stanza from its first start.
+                # WAL archived into the instance's stanza (its group's, for a member)
+                # from its first start; a replica archives once it is promoted.
                 access = self.call(
-                    backups.repository_access, self.spec.project_id, self.instance_id
+                    backups.repository_access,
+                    self.spec.project_id,
+                    archive_id(self.instance_id, self.spec.replication_group),
+                    member=self.instance_id,
                 )
                 self.call(
                     self.services.guest.prepare_with_repository,
@@ -195,6 +197,7 @@ class PrepareGuest(CellarTask):
                     spec=self.spec,
                     repository=access,
                     restore=restore_target(self.spec),
+                    replication=replication,
                 )
         self.ctx.store.set_service_status(self.instance_id, ServiceStatus.BUILDING)
 
@@ -269,8 +272,8 @@ def restart_flow(ctx: ManagerContext, instance_id: str) -> linear_flow.Flow:
 
 class CreateStanza(CellarTask):
     """Once the datastore runs: its stanza in the backup repository (archiving waits for
-    it, the WAL kept in pg_wal meanwhile). Nothing where the backend has no repository,
-    or for a cluster's member (not archived yet)."""
+    it, the WAL kept in pg_wal meanwhile); a group's stanza is made by its primary, its
+    replicas find it there. Nothing where the backend has no repository."""
 
     def __init__(self, ctx: ManagerContext, spec: InstanceSpec, *, name: str) -> None:
         super().__init__(ctx, spec.instance_id, name=name)
@@ -278,9 +281,10 @@ class CreateStanza(CellarTask):
 
     def execute(self) -> None:
         backups = self.services.backup
-        if backups is None or self.spec.replication_group is not None:
+        if backups is None or self.spec.replica_of is not None:
             return
-        self.call(backups.create_stanza, self.instance_id)
+        archive = archive_id(self.instance_id, self.spec.replication_group)
+        self.call(backups.create_stanza, archive, primary=self.instance_id)
 
 
 def restore_target(spec: InstanceSpec) -> RestoreTarget | None:

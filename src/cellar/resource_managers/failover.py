@@ -376,6 +376,41 @@ class LeaveGroup(_GroupStep):
         self.ctx.store.record_resources(self.instance_id, cluster_id=None, replica_of_id=None)
 
 
+class ArchiveAlone(CellarTask):
+    """Before a replica leaving its group is promoted: it archives into a stanza of its
+    own from then on (its group's holds the group's timelines: the new timeline this
+    promotion starts would collide there with one of a later failover's). Nothing where
+    the backend has no repository."""
+
+    def execute(self) -> None:
+        backups = self.services.backup
+        if backups is None:
+            return
+        project = self.ctx.store.get(self.instance_id).project_id
+        access = self.call(backups.repository_access, project, self.instance_id)
+        self.call(self.services.guest.archive_into, self.instance_id, access)
+
+    def revert(self, *args: Any, **kwargs: Any) -> None:
+        """Still a member: back to its group's stanza."""
+        backups, record = self.services.backup, self.ctx.store.get(self.instance_id)
+        if backups is None or record.cluster_id is None:
+            return
+        access = self.call(
+            backups.repository_access, record.project_id, record.cluster_id,
+            member=self.instance_id,
+        )  # fmt: skip
+        self.call(self.services.guest.archive_into, self.instance_id, access)
+
+
+class CreateOwnStanza(CellarTask):
+    """Once the detached member is a primary of its own: its stanza made."""
+
+    def execute(self) -> None:
+        backups = self.services.backup
+        if backups is not None:
+            self.call(backups.create_stanza, self.instance_id)
+
+
 def detach_flow(
     ctx: ManagerContext, cluster_id: str, args: dict[str, Any], names: Endpoints | None = None
 ) -> linear_flow.Flow:
@@ -383,8 +418,10 @@ def detach_flow(
     at = f"{ctx.store.get(replica).name}:"
     return linear_flow.Flow("detach").add(
         RevokePeerAccess(ctx, replica, cluster_id, name=f"{at}peers.revoke"),
+        ArchiveAlone(ctx, replica, name=f"{at}archive.own"),
         Promote(ctx, replica, cluster_id, port, old=None, name=f"{at}promote"),
         DropReplicationSlot(ctx, replica, primary, name=f"{at}slot.drop"),
         LeaveGroup(ctx, replica, cluster_id, port, name=f"{at}group.leave"),
+        CreateOwnStanza(ctx, replica, name=f"{at}backup.stanza"),
         UpdateEndpoints(ctx, cluster_id, names, name="endpoints.update"),
     )

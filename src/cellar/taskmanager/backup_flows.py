@@ -11,7 +11,7 @@ from typing import Any
 from taskflow import task
 
 from cellar.db.models import Job
-from cellar.domain.backups import BackupStatus
+from cellar.domain.backups import BackupStatus, archive_of_stanza
 from cellar.domain.errors import CellarError
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.backups import ExpireBackups, backup_flow, delete_backup_flow
@@ -101,9 +101,9 @@ def backup_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) -> 
             ]
         return [*steps, InstanceIdle(store, backup_id, iid, name="instance.ready")]
     if kind is JobKind.DELETE_BACKUP:
-        source, label = store.backup_source(backup_id)
+        source, stanza, label = store.backup_source(backup_id)
         return [
-            delete_backup_flow(manager.ctx, source, label or ""),
+            delete_backup_flow(manager.ctx, source, archive_of_stanza(stanza), label or ""),
             MarkBackupDeleted(store, backup_id, name="backup.deleted"),
         ]
     raise ValueError(f"not a backup job: {job.kind!r}")

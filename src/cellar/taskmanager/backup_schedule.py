@@ -23,7 +23,7 @@ from cellar.db.engine import transaction
 from cellar.db.instances import utcnow
 from cellar.db.jobs import submit_job
 from cellar.db.models import Backup, BackupSchedule, Instance
-from cellar.domain.backups import stanza_name
+from cellar.domain.backups import archive_id, stanza_name
 from cellar.domain.errors import CellarError
 from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, check_can_act
 from cellar.taskmanager.kinds import JobKind
@@ -55,7 +55,7 @@ def submit_backup(
         name=name,
         description=description,
         instance_id=instance.id,
-        stanza=stanza_name(instance.id),
+        stanza=stanza_name(archive_id(instance.id, instance.cluster_id)),
         parent_id=parent.id if parent is not None else None,
         datastore_version_id=instance.datastore_version_id,
     )
@@ -97,7 +97,10 @@ def _take(session: Session, instance_id: str) -> str | None:
     if instance is None or instance.deleted:
         session.delete(schedule)
         return None
-    parent = repo.last_completed(session, instance_id=instance_id) if schedule.incremental else None
+    parent = None
+    if schedule.incremental:
+        stanza = stanza_name(archive_id(instance.id, instance.cluster_id))
+        parent = repo.last_completed(session, stanza=stanza)
     row = submit_backup(
         session,
         instance=instance,

@@ -25,6 +25,7 @@ from cellar.resource_managers.cluster_steps import (
     RemoveEndpoints,
     UpdateEndpoints,
 )
+from cellar.resource_managers.common import CreateStanza
 from cellar.resource_managers.failover import detach_flow, failover_flow, switchover_flow
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
@@ -104,8 +105,12 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
         members = tuple(spec_from_dict(d) for d in args["members"])
         ids = tuple(m.instance_id for m in members)
         source: list[Any] = []
+        stanza: list[Any] = []
         if kind is JobKind.PROVISION_CLUSTER:
             flow = manager.provision_cluster(cid, members)
+            # The group's stanza, made on its primary (its replicas archive once promoted).
+            primary_spec = next(m for m in members if m.replica_of is None)
+            stanza = [CreateStanza(manager.ctx, primary_spec, name="backup.stanza")]
         else:
             flow = manager.grow_cluster(cid, members)
             primary = members[0].replica_of or ""
@@ -113,6 +118,7 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
         return [
             *source,
             flow,
+            *stanza,
             FinishMembers(store, cid, ids, name="members.ready"),
             update,
             FinishCluster(store, cid, ids, name="cluster.ready"),

@@ -52,6 +52,7 @@ def _record(row: Any) -> InstanceRecord:
         created=row.created,
         cluster_id=row.cluster_id,
         replica_of=row.replica_of_id,
+        project_id=row.tenant_id,
     )
 
 
@@ -258,13 +259,14 @@ class DbInstanceStore:
         with transaction(self.sessions) as s:
             backups_repo.update_backup(s, backup_id=backup_id, **values)
 
-    def backup_source(self, backup_id: str) -> tuple[str, str | None]:
-        """The instance a backup was taken of (it may be gone) and the set's label."""
+    def backup_source(self, backup_id: str) -> tuple[str, str, str | None]:
+        """The instance a backup was taken of (it may be gone), the stanza it went into
+        and the set's label."""
         with transaction(self.sessions, readonly=True) as s:
             row = s.get(Backup, backup_id)
             if row is None:
                 raise NotFound("Backup", backup_id)
-            return row.instance_id, row.label
+            return row.instance_id, row.stanza, row.label
 
     def forget_backups_without(self, instance_id: str, kept: set[str]) -> list[str]:
         """Mark DELETED the instance's completed backups whose set is no longer kept;

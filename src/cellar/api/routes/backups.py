@@ -28,7 +28,7 @@ from cellar.db.engine import transaction
 from cellar.db.instances import utcnow
 from cellar.db.jobs import submit_job
 from cellar.db.models import Backup
-from cellar.domain.backups import BackupStatus
+from cellar.domain.backups import BackupStatus, archive_id, stanza_name
 from cellar.domain.errors import BadRequest, Conflict, NotFound, OperationIsNotSupported
 from cellar.taskmanager.backup_schedule import submit_backup
 from cellar.taskmanager.kinds import JobKind
@@ -45,11 +45,9 @@ def create_backup(ctx: Ctx, state: State, body: Annotated[Any, Body()] = None) -
         )
     if state.backups() is None:
         raise OperationIsNotSupported("backups", f"the {state.settings.backend} backend")
-    if instance.cluster_id is not None:
-        # Members do not archive yet (a standby does not; a promoted one has no stanza).
-        raise OperationIsNotSupported("backups of a replication group's member", "cellar")
     with transaction(state.sessions) as session:
-        parent = _parent(session, request.parent_id, bool(request.incremental), instance.id)
+        stanza = stanza_name(archive_id(instance.id, instance.cluster_id))
+        parent = _parent(session, request.parent_id, bool(request.incremental), stanza)
         row = submit_backup(
             session,
             instance=instance,
@@ -61,20 +59,23 @@ def create_backup(ctx: Ctx, state: State, body: Annotated[Any, Body()] = None) -
     return BackupEnvelope(backup=view)
 
 
-def _parent(session: Session, parent_id: str | None, incremental: bool, iid: str) -> Backup | None:
-    """The backup an incremental one is taken on: the one named, or the instance's last
-    completed one; none (a full backup) when it has none, as Trove does."""
+def _parent(
+    session: Session, parent_id: str | None, incremental: bool, stanza: str
+) -> Backup | None:
+    """The backup an incremental one is taken on: the one named, or the last completed
+    one of the instance's stanza (its group's, for a member); none (a full backup) when
+    there is none, as Trove does."""
     if parent_id is not None:
         try:
             parent = repo.get_backup(session, backup_id=parent_id)
         except NotFound:
             raise BadRequest("backup.parent_id", f"no backup {parent_id!r}") from None
-        if parent.instance_id != iid:
+        if parent.stanza != stanza:
             raise BadRequest("backup.parent_id", f"backup {parent_id} is of another instance")
         if parent.state != BackupStatus.COMPLETED.value:
             raise BadRequest("backup.parent_id", f"backup {parent_id} is {parent.state}")
         return parent
-    return repo.last_completed(session, instance_id=iid) if incremental else None
+    return repo.last_completed(session, stanza=stanza) if incremental else None
 
 
 @router.get("/backups")

@@ -24,7 +24,7 @@ from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.jobs import submit_job
 from cellar.db.models import Instance
-from cellar.domain.backups import RestorableWindow
+from cellar.domain.backups import RestorableWindow, archive_id
 from cellar.domain.errors import BadRequest, CellarError, Conflict, Forbidden
 from cellar.domain.status import InstanceTask
 from cellar.drivers.base import DriverError
@@ -125,21 +125,21 @@ def show_instance(instance_id: str, ctx: Ctx, state: State, linker: Links) -> In
         replicas = repo.replicas_of(session, instance_id=row.id)
     timeout = state.settings.guest_heartbeat_timeout_s
     view = instance_view(row, label, linker, heartbeat_timeout_s=timeout, replicas=replicas)
-    window = _window(state, row.id)
+    window = _window(state, archive_id(row.id, row.cluster_id))
     if window is not None:
-        view.restorable_from = restores.rfc3339(window.restorable_from)
-        view.restorable_until = restores.rfc3339(window.restorable_until)
+        view.restorable_from, view.restorable_until = restores.window_bounds(window)
     return InstanceEnvelope(instance=view)
 
 
-def _window(state: ApiState, instance_id: str) -> RestorableWindow | None:
-    """The instance's restorable window, when the cloud keeps backups and it has one (a
-    repository that cannot answer now only leaves it out of the view)."""
+def _window(state: ApiState, archive: str) -> RestorableWindow | None:
+    """The restorable window of an instance's archive (its group's, for a member), when
+    the cloud keeps backups and it has one (a repository that cannot answer now only
+    leaves it out of the view)."""
     backups = state.backups()
     if backups is None:
         return None
     try:
-        return backups.restorable_window(instance_id)
+        return backups.restorable_window(archive)
     except (DriverError, CellarError):
         return None
 

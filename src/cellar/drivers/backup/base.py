@@ -3,8 +3,10 @@
 One repository per project (what isolates it is the backend's business: on the local
 cloud, per-project client certificates that pgBackRest's TLS repository server checks
 against the project's stanzas; on OpenStack it would be an object-store container per
-project with its own credentials). Instances are named by id; a stanza outlives its
-instance, so everything here works after the instance is deleted.
+project with its own credentials). A stanza is named by its archive id
+(`cellar.domain.backups.archive_id`: a lone instance's own id, or its replication
+group's, whose members share one stanza); the `archive` parameters below are that id.
+A stanza outlives its instances, so everything here works after they are deleted.
 
 Backups are asynchronous: `start_backup` returns at once and is idempotent per
 `backup_id` (a repeat neither starts a second backup nor fails); `backup_progress` is
@@ -67,20 +69,30 @@ class BackupDriver(abc.ABC):
     name: str = "backup"
 
     @abc.abstractmethod
-    def repository_access(self, project_id: str, instance_id: str) -> RepositoryAccess:
-        """What the instance's guest is given at prepare (its stanza in its project's
-        repository, and how to reach it); the repository takes the stanza from now on.
-        The same on every call."""
+    def repository_access(
+        self, project_id: str, archive: str, *, member: str | None = None
+    ) -> RepositoryAccess:
+        """What an instance's guest is given at prepare (the stanza of `archive` in its
+        project's repository, and how to reach it); the repository takes the stanza from
+        now on. `member`: the instance, when it is a member of the replication group
+        `archive` (by default the instance is `archive` itself). The same on every call."""
 
     @abc.abstractmethod
-    def create_stanza(self, instance_id: str) -> None:
-        """Once the instance's datastore runs (prepared with its access): make its stanza,
-        so that its archived WAL is kept from then on. Idempotent."""
+    def create_stanza(self, archive: str, *, primary: str | None = None) -> None:
+        """Once the archive's primary (`primary`, by default `archive` itself) runs,
+        prepared with its access: make the stanza, so that its archived WAL is kept from
+        then on. Idempotent."""
 
     @abc.abstractmethod
-    def start_backup(self, instance_id: str, backup_id: str, *, incremental: bool = False) -> None:
-        """Start a backup of the running instance (incremental on its newest set, or full
-        if it has none); returns at once. Idempotent per `backup_id`."""
+    def start_backup(
+        self, archive: str, backup_id: str, *, incremental: bool = False,
+        source: str | None = None, primary: str | None = None,
+    ) -> None:  # fmt: skip
+        """Start a backup of the archive's running system (incremental on its newest set,
+        or full if it has none); returns at once. Idempotent per `backup_id`. `source`:
+        the member whose files are copied, a replica if wanted (pgBackRest then starts
+        and stops the backup on `primary`, which must run too); both by default `archive`
+        itself."""
 
     @abc.abstractmethod
     def backup_progress(self, instance_id: str, backup_id: str) -> BackupProgress:

@@ -31,6 +31,7 @@ from cellar.domain.backups import (
     RestoreTarget,
     stanza_name,
 )
+from cellar.domain.replication import Role
 from cellar.domain.specs import resource_name
 from cellar.domain.status import ServiceStatus
 from cellar.drivers.backup.base import BackupDriver, BackupError, BackupSetInUse
@@ -85,9 +86,25 @@ def _to_backup_set(backup: Row) -> BackupSet:
     )
 
 
-def _not_running(tx: Tx, stanza: Row) -> str | None:
-    """Why the stanza's datastore cannot be reached by the repository now, if it cannot."""
-    instance_id = stanza.data["instance_id"]
+def _primary(tx: Tx, stanza: Row) -> str:
+    """The stanza's archiving member: the one not a replica among those prepared with it
+    (a group's primary changes with switchovers), or the first it was given to."""
+    first = str(stanza.data["instance_id"])
+    for member in dict.fromkeys([first, *stanza.data.get("members", [])]):
+        guest = find_guest(tx, member)
+        if (
+            guest is not None
+            and guest.data.get("stanza") == stanza.name
+            and guest.data.get("role") != Role.REPLICA.value
+        ):
+            return str(member)
+    return first
+
+
+def _not_running(tx: Tx, stanza: Row, member: str | None = None) -> str | None:
+    """Why the stanza's datastore (its primary, or `member`) cannot be reached by the
+    repository now, if it cannot."""
+    instance_id = member or _primary(tx, stanza)
     guest = find_guest(tx, instance_id)
     if guest is None or guest.data.get("stanza") != stanza.name:
         return f"instance {instance_id} has no datastore archiving into stanza {stanza.name}"
@@ -117,7 +134,7 @@ def _window(tx: Tx, stanza: Row) -> RestorableWindow | None:
     if not sets:
         return None
     until = max(sets[-1].data["stopped_at"], stanza.data.get("seen_at", 0.0))
-    return RestorableWindow(_utc(sets[0].data["stopped_at"]), _utc(until))
+    return RestorableWindow.of_archive(_utc(sets[0].data["stopped_at"]), _utc(until))
 
 
 def _label(tx: Tx, stanza: str, parent: Row | None) -> tuple[str, int]:
@@ -139,50 +156,61 @@ class FakeBackup(BackupDriver):
     def _call(self, method: str) -> AbstractContextManager[Tx]:
         return self._cloud.call(f"backup.{method}")
 
-    def repository_access(self, project_id: str, instance_id: str) -> RepositoryAccess:
+    def repository_access(
+        self, project_id: str, archive: str, *, member: str | None = None
+    ) -> RepositoryAccess:
+        instance_id = member or archive
         with self._call("repository_access") as tx:
             if not tx.by_name(SERVER, resource_name(instance_id)):
                 raise BackupError(f"Instance {instance_id} has no server to archive from.")
-            stanza = stanza_name(instance_id)
+            stanza = stanza_name(archive)
             existing = tx.get(STANZA, _stanza_id(stanza))
             if existing is not None and existing.parent != project_id:
                 raise BackupError(f"Stanza {stanza} belongs to another project.")
             if existing is None:
-                data = {"instance_id": instance_id}
+                data = {"instance_id": instance_id, "members": [instance_id]}
                 tx.insert(Row(_stanza_id(stanza), STANZA, stanza, project_id, data))
+            elif instance_id not in existing.data.get("members", []):
+                members = [*existing.data.get("members", []), instance_id]
+                tx.update(existing.changed(members=members))
             options = {"repo1-type": "fake", "repo1-path": f"/fake-repository/{project_id}"}
             return RepositoryAccess(stanza, options=options)
 
-    def create_stanza(self, instance_id: str) -> None:
+    def create_stanza(self, archive: str, *, primary: str | None = None) -> None:
         with self._call("create_stanza") as tx:
-            stanza = self._stanza(tx, instance_id)
+            stanza = self._stanza(tx, archive)
             if "created_at" in stanza.data:
                 return
-            reason = _not_running(tx, stanza)
+            reason = _not_running(tx, stanza, primary)
             if reason is not None:
                 raise BackupError(f"pgbackrest stanza-create failed: {reason}.")
             tx.update(stanza.changed(created_at=tx.now, seen_at=tx.now))
 
-    def start_backup(self, instance_id: str, backup_id: str, *, incremental: bool = False) -> None:
+    def start_backup(
+        self, archive: str, backup_id: str, *, incremental: bool = False,
+        source: str | None = None, primary: str | None = None,
+    ) -> None:  # fmt: skip
         with self._call("start_backup") as tx:
             if tx.get(BACKUP, _backup_id(backup_id)) is not None:
                 return
-            stanza = _look(tx, self._stanza(tx, instance_id))
-            data: JSON = {"instance_id": instance_id, "started_at": tx.now}
-            reason = self._refusal(tx, stanza)
+            stanza = _look(tx, self._stanza(tx, archive))
+            data: JSON = {"instance_id": archive, "started_at": tx.now}
+            reason = self._refusal(tx, stanza, source)
             if reason is None:
                 data.update(self._taken(tx, stanza, incremental))
             else:
                 data.update(state=_FAILED, error=reason)
             tx.insert(Row(_backup_id(backup_id), BACKUP, backup_id, stanza.name, data))
 
-    def _refusal(self, tx: Tx, stanza: Row) -> str | None:
-        """Why pgBackRest's backup of the stanza would fail now, if it would."""
+    def _refusal(self, tx: Tx, stanza: Row, source: str | None) -> str | None:
+        """Why pgBackRest's backup of the stanza (from `source`) would fail now, if it
+        would: a backup from a standby needs the primary as well."""
         if "created_at" not in stanza.data:
             return f"stanza {stanza.name} does not exist: it was never created"
-        reason = _not_running(tx, stanza)
-        if reason is not None:
-            return reason
+        for member in dict.fromkeys([None, source]):
+            reason = _not_running(tx, stanza, member)
+            if reason is not None:
+                return reason
         if any(pending(b.data, tx.now) for b in tx.children(BACKUP, stanza.name)):
             return f"another backup of stanza {stanza.name} is running (its lock is held)"
         return None
@@ -191,7 +219,7 @@ class FakeBackup(BackupDriver):
         """A backup's data: completed once the latency has passed."""
         sets = _sets(tx, stanza.name)
         parent = sets[-1] if incremental and sets else None
-        guest = find_guest(tx, stanza.data["instance_id"])
+        guest = find_guest(tx, _primary(tx, stanza))
         lsn = 0 if guest is None else wal_in(tx, guest)
         database = _EMPTY_CLUSTER_BYTES + lsn
         if parent is None:

@@ -220,6 +220,13 @@ class FakeGuest(GuestDriver):
             )  # fmt: skip
             return ReplicationStatus(role, lsn=lsn, timeline=1, replicas=replicas)
 
+    def archive_into(self, instance_id: str, repository: RepositoryAccess) -> None:
+        with self._call("archive_into") as tx:
+            guest, _ = self._reachable(tx, instance_id)
+            if service_now(tx, guest) is not ServiceStatus.RUNNING:
+                raise GuestError(f"Cannot reconfigure instance {instance_id}: it is not running.")
+            tx.update(guest.changed(stanza=repository.stanza))
+
     def promote(self, instance_id: str) -> None:
         with self._call("promote") as tx:
             guest, _ = self._reachable(tx, instance_id)

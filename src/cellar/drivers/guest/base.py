@@ -117,6 +117,11 @@ class GuestDriver(abc.ABC):
         password set again. GuestError on a replica."""
         raise DriverOperationNotSupported(self.name, "make_replication_source")
 
+    def archive_into(self, instance_id: str, repository: RepositoryAccess) -> None:
+        """The running datastore archives into `repository`'s stanza from now on (a
+        replica leaving its group: its own stanza, before it is promoted)."""
+        raise DriverOperationNotSupported(self.name, "archive_into")
+
     def promote(self, instance_id: str) -> None:
         """Make a replica a primary; returns once it takes writes. GuestError on a primary."""
         raise DriverOperationNotSupported(self.name, "promote")

@@ -42,33 +42,46 @@ class LocalBackupDriver(BackupDriver):
             self._repository = BackupRepository(self.settings, state)
         return self._repository
 
-    def repository_access(self, project_id: str, instance_id: str) -> RepositoryAccess:
+    def repository_access(
+        self, project_id: str, archive: str, *, member: str | None = None
+    ) -> RepositoryAccess:
+        instance_id = member or archive
         found = self.repository.state.find(SERVER, resource_name(instance_id))
         if not found or "address" not in found[0].data:
             raise BackupError(f"Instance {instance_id} has no server to archive from.")
         data_dir = Path(found[0].data["data_dir"])
         try:
             return self.repository.access(
-                project_id, instance_id, address=found[0].data["address"], data_dir=data_dir,
+                project_id, archive, address=found[0].data["address"], data_dir=data_dir,
                 port=DATASTORE_PORT, socket_dir=socket_dir_for(data_dir, DATASTORE_PORT),
+                member=instance_id,
             )  # fmt: skip
         except LocalCloudError as exc:
             raise BackupError(str(exc)) from exc
 
-    def create_stanza(self, instance_id: str) -> None:
+    def create_stanza(self, archive: str, *, primary: str | None = None) -> None:
         # The repository's server reloads its configuration when another instance gets
         # its access (SIGHUP): a stanza-create during that moment fails; tried again.
         for attempt in range(STANZA_ATTEMPTS):
             try:
-                self.repository.create_stanza(_stanza(instance_id))
+                self.repository.create_stanza(_stanza(archive), primary or archive)
                 return
             except LocalCloudError as exc:
                 if attempt == STANZA_ATTEMPTS - 1:
                     raise BackupError(str(exc)) from exc
                 time.sleep(STANZA_RETRY_S)
 
-    def start_backup(self, instance_id: str, backup_id: str, *, incremental: bool = False) -> None:
-        self.repository.start_backup(_stanza(instance_id), backup_id, incremental=incremental)
+    def start_backup(
+        self, archive: str, backup_id: str, *, incremental: bool = False,
+        source: str | None = None, primary: str | None = None,
+    ) -> None:  # fmt: skip
+        try:
+            self.repository.start_backup(
+                _stanza(archive), backup_id, incremental=incremental,
+                primary=primary or archive, source=source or primary or archive,
+            )  # fmt: skip
+        except LocalCloudError as exc:
+            raise BackupError(str(exc)) from exc
 
     def backup_progress(self, instance_id: str, backup_id: str) -> BackupProgress:
         return self.repository.backup_progress(_stanza(instance_id), backup_id)

@@ -272,13 +272,7 @@ class LocalGuestDriver(GuestDriver):
         replication: ReplicationSpec | None = None,
     ) -> None:
         """`prepare`'s body with `repository` (and `restore`) for the agent."""
-        extra: dict[str, Any] = {
-            "repository": {
-                "stanza": repository.stanza,
-                "options": dict(repository.options),
-                "files": dict(repository.files),
-            }
-        }
+        extra: dict[str, Any] = {"repository": _repository_body(repository)}
         if restore is not None:
             extra["restore"] = {
                 "stanza": restore.stanza,
@@ -376,6 +370,9 @@ class LocalGuestDriver(GuestDriver):
     def promote(self, instance_id: str) -> None:
         self._command(instance_id, "/promote")
 
+    def archive_into(self, instance_id: str, repository: RepositoryAccess) -> None:
+        self._command(instance_id, "/archive", {"repository": _repository_body(repository)})
+
     def follow(self, instance_id: str, replication: ReplicationSpec) -> None:
         self._command(instance_id, "/follow", _replication_body(replication))
 
@@ -390,6 +387,14 @@ class LocalGuestDriver(GuestDriver):
 
     def forget(self, instance_id: str) -> None:
         self._record(instance_id).unlink(missing_ok=True)
+
+
+def _repository_body(repository: RepositoryAccess) -> dict[str, Any]:
+    return {
+        "stanza": repository.stanza,
+        "options": dict(repository.options),
+        "files": dict(repository.files),
+    }
 
 
 def _replication_body(replication: ReplicationSpec) -> dict[str, Any]:
