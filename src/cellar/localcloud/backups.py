@@ -79,6 +79,7 @@ from cellar.domain.backups import (
 )
 from cellar.domain.replication import lsn_to_int
 from cellar.guest.pgbackrest import stop_detached
+from cellar.localcloud.backup_job import ANNOTATION, OWNER, WITH_PG, read_job, safe_name, write_job
 from cellar.localcloud.backup_tls import (
     REPOSITORY_CLIENT_CN,
     CertificateAuthority,
@@ -90,13 +91,9 @@ from cellar.localcloud.state import CloudState, Resource
 from cellar.localcloud.system import LocalCloudError
 
 STANZA = "stanza"
-# The commands that reach the database (through the guest's server); others refuse pg1-*.
-_WITH_PG = ("stanza-create", "backup", "check")
 REPOSITORY_PORT = BACKUP_REPOSITORY_PORT
 GUEST_PORT = BACKUP_GUEST_PORT
-OWNER = "postgres"
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-ANNOTATION = "cellar-backup-id"
 COMMAND_TIMEOUT_S = 600.0
 # How long a backup waits for the guest's pgBackRest server (its agent restarts a dead one).
 GUEST_SERVER_WAIT_S = 3.0
@@ -233,7 +230,7 @@ class BackupRepository:
         primary: str | None = None,
     ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         argv = ["pgbackrest", f"--config={self.conf}", f"--stanza={stanza}"]
-        pg = self._pg_options(stanza, primary) if command in _WITH_PG else []
+        pg = self._pg_options(stanza, primary) if command in WITH_PG else []
         return subprocess.run(
             [*argv, *pg, *args, command],
             cwd="/",
@@ -331,7 +328,7 @@ class BackupRepository:
             f"project-{project_cn(project_id)}", project_cn(project_id)
         )
         server_cert, server_key = self.ca.issue(
-            f"instance-{_safe(instance_id)}", address, address=address
+            f"instance-{safe_name(instance_id)}", address, address=address
         )
         ca = self.ca.cert.read_text()
         return RepositoryAccess(
@@ -404,9 +401,9 @@ class BackupRepository:
     ) -> None:  # fmt: skip
         """Detached (`python -m cellar.localcloud.backups`), idempotent per backup id;
         the files copied from `source` (a standby of `primary`) when it is given."""
-        job = self.jobs / f"{_safe(backup_id)}.json"
+        job = self.jobs / f"{safe_name(backup_id)}.json"
         with file_lock(self.root.parent / "locks" / "backups.lock"):
-            if job.exists() and (_alive(_read(job).get("pid")) or "state" in _read(job)):
+            if job.exists() and (_alive(read_job(job).get("pid")) or "state" in read_job(job)):
                 return
             if any(s.backup_id == backup_id for s in self.backup_sets(stanza)):
                 return
@@ -417,26 +414,26 @@ class BackupRepository:
                     # A stopped datastore stops its guest's pgBackRest server too, and the
                     # guest agent starts a dead one again within a second: fail now
                     # rather than after pgBackRest's minute of connection retries.
-                    _write(job, {"stanza": stanza, "state": "failed", "error": (
+                    write_job(job, {"stanza": stanza, "state": "failed", "error": (
                         f"the guest's pgBackRest server ({address}:{port}) does not answer: "
                         "the datastore is stopped, or its guest agent is not running"
                     )})  # fmt: skip
                     return
             kind = "incr" if incremental else "full"
-            with open(self.jobs / f"{_safe(backup_id)}.log", "ab") as out:
+            with open(self.jobs / f"{safe_name(backup_id)}.log", "ab") as out:
                 process = subprocess.Popen(
-                    [sys.executable, "-m", "cellar.localcloud.backups", str(self.conf),
+                    [sys.executable, "-m", "cellar.localcloud.backup_job", str(self.conf),
                      stanza, backup_id, kind,
                      json.dumps(self._pg_options(stanza, primary, source))],
                     cwd="/", stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                     start_new_session=True,
                 )  # fmt: skip
-            _write(job, {"pid": process.pid, "stanza": stanza, "type": kind,
+            write_job(job, {"pid": process.pid, "stanza": stanza, "type": kind,
                          "clock": {"spawned": time.time()}})  # fmt: skip
 
     def backup_progress(self, stanza: str, backup_id: str) -> BackupProgress:
-        job = self.jobs / f"{_safe(backup_id)}.json"
-        data = _read(job)
+        job = self.jobs / f"{safe_name(backup_id)}.json"
+        data = read_job(job)
         if "state" in data:
             self._progress.pop(backup_id, None)
         if data.get("state") == "completed":
@@ -542,23 +539,6 @@ def _last_commit(path: Path) -> datetime | None:
     return datetime.fromisoformat(found[-1]).replace(tzinfo=UTC) if found else None
 
 
-# pgBackRest's errors when the guest's server goes away mid-backup (killed: measured),
-# which do not say so in words.
-_LOST_GUEST = ("tls error", "client state is", "unable to connect", "unexpected eof")
-
-
-def _reason(output: str) -> str:
-    """A failed backup's reason: pgBackRest's error, with what it means when it is a
-    lost connection to the guest's server."""
-    detail = output.strip()[-1000:]
-    if any(sign in detail.lower() for sign in _LOST_GUEST):
-        return (
-            "the connection to the instance's pgBackRest server broke (it stopped or was "
-            f"killed during the backup): {detail}"
-        )
-    return detail
-
-
 def _answers_within(address: str, port: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not _answers(address, port):
@@ -589,10 +569,6 @@ def _tail(log: Path) -> str:
         return "no log"
 
 
-def _safe(backup_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", backup_id)
-
-
 def _alive(pid: object) -> bool:
     if not isinstance(pid, int):
         return False
@@ -601,86 +577,3 @@ def _alive(pid: object) -> bool:
     except OSError:
         return False
     return stat[stat.rindex(")") + 2] not in "ZX"
-
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
-
-
-def _run_job(conf: str, stanza: str, backup_id: str, kind: str, pg_options: list[str]) -> None:
-    """The detached backup: `pgbackrest backup` annotated with the backup id, checked
-    (page checksums as it was taken, or `verify` of the set); the result, the set as
-    `info` lists it and the time of each part go into the job file."""
-    job = Path(conf).parent / "jobs" / f"{_safe(backup_id)}.json"
-    owner = pwd.getpwnam(OWNER)
-    base = ["pgbackrest", f"--config={conf}", f"--stanza={stanza}"]
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        pg = pg_options if args[-1] in _WITH_PG else []
-        return subprocess.run(
-            [*base, *pg, *args], cwd="/", capture_output=True, text=True, check=False,
-            user=owner.pw_uid, group=owner.pw_gid, extra_groups=[],
-        )  # fmt: skip
-
-    result: dict[str, Any] = {**_read(job)}
-    # When each part ended (epoch seconds): where a backup's time went.
-    clock = result.setdefault("clock", {})
-    clock["job"] = time.time()
-    done = run(f"--type={kind}", f"--annotation={ANNOTATION}={backup_id}", "backup")
-    clock["backup"] = time.time()
-    if done.returncode != 0:
-        result.update(state="failed", error=_reason(done.stderr or done.stdout))
-        _write(job, result)
-        return
-    info = json.loads(run("--output=json", "info").stdout or "[{}]")
-    clock["info"] = time.time()
-    sets = [
-        b
-        for b in (info[0].get("backup", []) if info else [])
-        if (b.get("annotation") or {}).get(ANNOTATION) == backup_id
-    ]
-    if not sets:
-        result.update(state="failed", error="the backup set is not in the repository")
-    elif sets[-1].get("error"):
-        # pgBackRest found pages whose checksum is wrong (it copies them, and warns).
-        result.update(state="failed", error=(
-            "invalid page checksums in the database: " + (done.stderr or done.stdout).strip()
-        )[-1000:])  # fmt: skip
-    elif _pages_checked(Path(conf).parent / "repo", stanza, sets[-1]["label"]):
-        # Checked as it was taken: every page's checksum (the cluster has them) and each
-        # file's SHA-1 and size as read, recorded in the manifest; its WAL archived
-        # (archive-check). A separate `verify` would read the whole set back again.
-        result.update(state="completed", label=sets[-1]["label"], set=sets[-1], checked="pages")
-    else:
-        checked = run(f"--set={sets[-1]['label']}", "verify")
-        clock["verify"] = time.time()
-        if checked.returncode != 0:
-            result.update(state="failed", error="verify: " + checked.stderr.strip()[-1000:])
-        else:
-            result.update(state="completed", label=sets[-1]["label"], set=sets[-1],
-                          checked="verify")  # fmt: skip
-    _write(job, result)
-
-
-def _pages_checked(repo: Path, stanza: str, label: str) -> bool:
-    """Whether pgBackRest checked the page checksums of the set (the cluster has data
-    checksums: `option-checksum-page` in its manifest)."""
-    try:
-        manifest = (repo / "backup" / stanza / label / "backup.manifest").read_text()
-    except OSError:
-        return False
-    return "\noption-checksum-page=true\n" in manifest
-
-
-if __name__ == "__main__":
-    _run_job(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], json.loads(sys.argv[5]))
