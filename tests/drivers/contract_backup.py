@@ -17,6 +17,7 @@ from cellar.domain.backups import (
     BackupSet,
     BackupState,
     BackupType,
+    RestorableWindow,
     RestoreTarget,
     stanza_name,
 )
@@ -53,6 +54,23 @@ def archiving_instance(services: Services, wait: Wait, project: str = PROJECT) -
     wait.service(services, instance_id, ServiceStatus.RUNNING)
     repository(services).create_stanza(instance_id)
     return instance_id
+
+
+def second_after(instant: datetime) -> datetime:
+    return instant.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def opened(services: Services, wait: Wait, instance_id: str) -> RestorableWindow:
+    """The window once it is open and reaches past the newest set's end (it opens in
+    the second after the one the oldest set ended in)."""
+    newest = repository(services).list_backup_sets(instance_id)[-1]
+    window = wait.until(
+        lambda: repository(services).restorable_window(instance_id),
+        lambda w: w is not None and w.restorable_until >= second_after(newest.stopped_at),
+        "the restorable window to open",
+    )
+    assert window is not None
+    return window
 
 
 def finished(services: Services, wait: Wait, instance_id: str, backup_id: str) -> BackupProgress:
@@ -123,10 +141,11 @@ class BackupContract:
         assert repository(services).restorable_window(instance_id) is None
         full = taken(services, wait, instance_id)
         incremental = taken(services, wait, instance_id, incremental=True)
-        window = repository(services).restorable_window(instance_id)
-        assert window is not None and window.restorable_from == full.stopped_at
-        assert full.stopped_at in window and incremental.stopped_at in window
-        assert full.stopped_at - timedelta(seconds=1) not in window
+        window = opened(services, wait, instance_id)
+        # From the second after the one the oldest set ended in (whole-second stamps).
+        assert window.restorable_from == second_after(full.stopped_at)
+        assert full.stopped_at not in window
+        assert window.restorable_until >= incremental.stopped_at
 
     def test_a_set_an_incremental_depends_on_is_deleted_last(
         self, services: Services, wait: Wait
@@ -175,15 +194,17 @@ class BackupContract:
         assert backups.restore_target(instance_id, label=full.label) == RestoreTarget(
             stanza, label=full.label
         )
+        window = opened(services, wait, instance_id)
         inside = backups.restore_target(
-            instance_id, label=full.label, target_time=incremental.stopped_at
+            instance_id, label=full.label, target_time=window.restorable_until
         )
-        assert inside == RestoreTarget(stanza, full.label, incremental.stopped_at)
-        assert backups.restore_target(instance_id, target_time=full.stopped_at).label is None
+        assert inside == RestoreTarget(stanza, full.label, window.restorable_until)
+        start = window.restorable_from
+        assert backups.restore_target(instance_id, target_time=start).label is None
         with pytest.raises(OutsideRestorableWindow) as outside:
             backups.restore_target(instance_id, target_time=full.stopped_at - timedelta(hours=1))
         assert outside.value.window is not None
-        assert outside.value.window.restorable_from == full.stopped_at
+        assert outside.value.window.restorable_from == second_after(full.stopped_at)
         with pytest.raises(OutsideRestorableWindow):
             backups.restore_target(instance_id, target_time=datetime.now(UTC) + timedelta(days=1))
         with pytest.raises(BackupError) as before_its_end:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from contract_backup import PROJECT, archiving_instance, finished, repository, taken
+from contract_backup import PROJECT, archiving_instance, finished, opened, repository, taken
 from contract_support import IMAGE, SMALL, Wait, active_server, instance_spec, missing_id
 
 from cellar.domain.backups import BackupState, RepositoryAccess, RestoreTarget, stanza_name
@@ -157,8 +157,7 @@ def test_a_deleted_instances_stanza_restores_up_to_its_last_archive(
 ) -> None:
     source = archiving_instance(services, wait)
     full = taken(services, wait, source)
-    seen = repository(services).restorable_window(source)
-    assert seen is not None
+    seen = opened(services, wait, source)
     server = services.compute.find_server(resource_name(source))
     assert server is not None
     services.compute.delete_server(server.id)

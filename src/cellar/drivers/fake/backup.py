@@ -352,7 +352,7 @@ def restored(
         raise GuestError(f"{refused}: access denied (another project's stanza).")
     window = _window(tx, source)
     sets = _sets(tx, source.name)
-    if window is None:
+    if not sets:
         raise GuestError(f"{refused}: it has no backup set.")
     when = restore.target_time
     # pgBackRest's choice without a label: the newest set ended by the instant.
@@ -362,7 +362,10 @@ def restored(
         if not chosen:
             raise GuestError(f"{refused}: no backup set {restore.label}.")
     if when is not None and (
-        when not in window or not chosen or when < _utc(chosen[0].data["stopped_at"])
+        window is None
+        or when not in window
+        or not chosen
+        or when < _utc(chosen[0].data["stopped_at"])
     ):
         raise GuestError(f"{refused}: {when.isoformat()} is not restorable.")
     target = None if when is None else when.isoformat()
