@@ -30,6 +30,11 @@ REPOSITORY_CLIENT_CN = "cellar-repository"
 _DAYS = "3650"
 
 
+# ECDSA P-256 keys: made in ~0.01 s where an RSA 2048 one takes 0.1 to 0.5 s (random
+# primes), and every instance create makes one; pgBackRest's TLS takes either.
+_NEW_KEY = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1")
+
+
 def project_cn(project_id: str) -> str:
     return "project-" + re.sub(r"[^A-Za-z0-9_-]", "_", project_id)
 
@@ -72,7 +77,7 @@ class CertificateAuthority:
         self.directory.chmod(0o755)
         tmp = self.directory / "ca.crt.tmp"
         _openssl(
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(self.key),
+            "req", "-x509", *_NEW_KEY, "-nodes", "-keyout", str(self.key),
             "-out", str(tmp), "-days", _DAYS, "-subj", "/CN=cellar-local-cloud-ca",
         )  # fmt: skip
         self.key.chmod(0o600)
@@ -96,7 +101,7 @@ class CertificateAuthority:
             csr, ext = Path(scratch) / "req.csr", Path(scratch) / "req.ext"
             ext.write_text(f"subjectAltName={names}\nextendedKeyUsage=serverAuth,clientAuth\n")
             _openssl(
-                "req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(csr),
+                "req", *_NEW_KEY, "-nodes", "-keyout", str(key), "-out", str(csr),
                 "-subj", f"/CN={cn}",
             )  # fmt: skip
             key.chmod(0o600)
