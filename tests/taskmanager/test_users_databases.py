@@ -60,9 +60,7 @@ def test_databases_list_create_delete(plane: ControlPlane, iid: str) -> None:
 
     # Deleting a database takes it from its users' access.
     assert call(plane, "DELETE", f"{base}/appdb").status_code == 202
-    assert call(plane, "GET", f"/instances/{iid}/users/app/databases").json() == {
-        "databases": []
-    }
+    assert call(plane, "GET", f"/instances/{iid}/users/app/databases").json() == {"databases": []}
 
 
 @pytest.mark.parametrize(
@@ -99,9 +97,7 @@ def test_users_create_show_list_and_access(plane: ControlPlane, iid: str) -> Non
     base = f"/instances/{iid}/users"
     r = call(plane, "GET", base)
     assert r.status_code == 200
-    assert r.json() == {
-        "users": [{"name": "app", "host": "%", "databases": [{"name": "appdb"}]}]
-    }
+    assert r.json() == {"users": [{"name": "app", "host": "%", "databases": [{"name": "appdb"}]}]}
     body = {"users": [{"name": "bob", "password": "pw-bob-1", "host": "%",
                        "databases": [{"name": "appdb"}]},
                       {"name": "carol", "password": "pw-carol-1"}]}  # fmt: skip
@@ -124,8 +120,8 @@ def test_users_create_show_list_and_access(plane: ControlPlane, iid: str) -> Non
 
     # Grant, list access, revoke.
     call(plane, "POST", f"/instances/{iid}/databases", {"databases": [{"name": "other"}]})
-    r = call(plane, "PUT", f"{base}/carol/databases", {"databases": [{"name": "appdb"},
-                                                                    {"name": "other"}]})  # fmt: skip
+    grants = {"databases": [{"name": "appdb"}, {"name": "other"}]}
+    r = call(plane, "PUT", f"{base}/carol/databases", grants)
     assert r.status_code == 202, r.text
     assert call(plane, "GET", f"{base}/carol/databases").json() == {
         "databases": [{"name": "appdb"}, {"name": "other"}]
@@ -214,7 +210,9 @@ def test_lists_are_paginated_by_name(plane: ControlPlane, iid: str) -> None:
     r = call(plane, "GET", f"/instances/{iid}/users?limit=2")
     assert [u["name"] for u in r.json()["users"]] == ["app", "u0"]
     (link,) = r.json()["links"]
-    assert link["rel"] == "next" and link["href"].endswith(f"/instances/{iid}/users?limit=2&marker=u0")
+    assert link["rel"] == "next" and link["href"].endswith(
+        f"/instances/{iid}/users?limit=2&marker=u0"
+    )
     r = call(plane, "GET", f"/instances/{iid}/users?limit=2&marker=u0")
     assert [u["name"] for u in r.json()["users"]] == ["u1", "u2"]
     r = call(plane, "GET", f"/instances/{iid}/users?limit=10&marker=u2")
