@@ -297,3 +297,27 @@ def test_a_replica_reads_its_primarys_users_and_refuses_changes(
         r = call(plane, method, f"/instances/{rid}/{path}", body)
         message = fault(r, 422)
         assert "read-only replica" in message and iid in message, (method, path)
+
+
+def test_a_clusters_users_are_made_on_its_primary(plane: ControlPlane) -> None:
+    members = [{"flavorRef": "1", "volume": {"size": 1}} for _ in range(2)]
+    r = plane.http.post(
+        plane.url("/clusters"), json={"cluster": {"name": "pg", "instances": members}}
+    )
+    assert r.status_code == 200, r.text
+    cid = r.json()["cluster"]["id"]
+    plane.run()
+    view = plane.http.get(plane.url(f"/clusters/{cid}")).json()["cluster"]
+    roles = {m["role"]: m["id"] for m in view["instances"]}
+    primary, replica = roles["primary"], roles["replica"]
+
+    r = call(plane, "POST", f"/instances/{primary}/databases", {"databases": [{"name": "d"}]})
+    assert r.status_code == 202, r.text
+    users = {"users": [{"name": "u", "password": "p", "databases": [{"name": "d"}]}]}
+    assert call(plane, "POST", f"/instances/{primary}/users", users).status_code == 202
+    # The replica has them by replication; it refuses to make any itself.
+    assert call(plane, "GET", f"/instances/{replica}/users/u/databases").json() == {
+        "databases": [{"name": "d"}]
+    }
+    message = fault(call(plane, "POST", f"/instances/{replica}/users", users), 422)
+    assert primary in message
