@@ -321,3 +321,14 @@ def test_a_clusters_users_are_made_on_its_primary(plane: ControlPlane) -> None:
     }
     message = fault(call(plane, "POST", f"/instances/{replica}/users", users), 422)
     assert primary in message
+
+    # Trove's cluster root: on the primary, recorded for every member.
+    assert call(plane, "GET", f"/clusters/{cid}/root").json() == {"rootEnabled": False}
+    r = call(plane, "POST", f"/clusters/{cid}/root")
+    assert r.status_code == 200 and r.json()["user"]["password"], r.text
+    for path in (f"/clusters/{cid}/root", f"/instances/{replica}/root"):
+        assert call(plane, "GET", path).json() == {"rootEnabled": True}
+    assert "read-only replica" in fault(call(plane, "DELETE", f"/instances/{replica}/root"), 422)
+    assert call(plane, "DELETE", f"/instances/{primary}/root").status_code == 204
+    assert call(plane, "GET", f"/instances/{replica}/root").json() == {"rootEnabled": False}
+    assert "nope" in fault(call(plane, "POST", "/clusters/nope/root"), 404)

@@ -7,7 +7,9 @@
 
 The password is returned to this caller once; the control plane stores and logs it
 nowhere (the guest sets it and hands it back in the same answer). A replica refuses
-(422): it is read-only, and its superuser is its primary's.
+(422): it is read-only, and its superuser is its primary's; what is done on a primary is
+recorded for its whole group. `POST/GET /clusters/{id}/root` (Trove's cluster root) act
+on the cluster's primary.
 """
 
 from __future__ import annotations
@@ -19,12 +21,36 @@ from fastapi import APIRouter, Body, Response
 from cellar.api.account_schemas import RootEnableRequest
 from cellar.api.accounts import ObjectNotFound, guest_refusals, ready_instance
 from cellar.api.auth import Ctx
-from cellar.api.deps import State
+from cellar.api.deps import ApiState, State
 from cellar.api.validation import parse
+from cellar.db import clusters as clusters_repo
 from cellar.db import root_history
 from cellar.db.engine import transaction
+from cellar.domain.errors import UnprocessableEntity
 
 router = APIRouter(tags=["instances"])
+
+
+@router.post("/clusters/{cluster_id}/root", status_code=200)
+def enable_cluster_root(
+    cluster_id: str, ctx: Ctx, state: State, body: Annotated[Any, Body()] = None
+) -> dict[str, Any]:
+    """Trove's cluster root: enabled on the cluster's primary, for every member."""
+    return enable_root(_primary(state, ctx.scope, cluster_id), ctx, state, body)
+
+
+@router.get("/clusters/{cluster_id}/root")
+def show_cluster_root(cluster_id: str, ctx: Ctx, state: State) -> dict[str, bool]:
+    return show_root(_primary(state, ctx.scope, cluster_id), ctx, state)
+
+
+def _primary(state: ApiState, scope: str | None, cluster_id: str) -> str:
+    with transaction(state.sessions, readonly=True) as session:
+        clusters_repo.get_cluster(session, cluster_id=cluster_id, project_id=scope)
+        found = clusters_repo.members(session, cluster_id=cluster_id)
+    if not found or found[0].replica_of_id is not None:
+        raise UnprocessableEntity(f"Cluster {cluster_id} has no primary now.")
+    return found[0].id
 
 
 @router.post("/instances/{instance_id}/root", status_code=200)
@@ -39,7 +65,8 @@ def enable_root(
         else:
             name, password = state.guest().enable_root(instance_id, password=wanted.password)
     with transaction(state.sessions) as session:
-        root_history.record_enabled(session, instance_id=instance_id, user=ctx.project_id)
+        group = root_history.group_of(session, instance_id=instance_id)
+        root_history.record_enabled(session, instance_ids=group, user=ctx.project_id)
     return {"user": {"name": name, "password": password}}
 
 
@@ -60,5 +87,6 @@ def disable_root(instance_id: str, ctx: Ctx, state: State) -> Response:
     with guest_refusals(state, "disable_root"):
         state.guest().disable_root(instance_id)
     with transaction(state.sessions) as session:
-        root_history.record_disabled(session, instance_id=instance_id)
+        group = root_history.group_of(session, instance_id=instance_id)
+        root_history.record_disabled(session, instance_ids=group)
     return Response(status_code=204)
