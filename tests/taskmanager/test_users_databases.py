@@ -159,6 +159,8 @@ def test_users_update_passwords_and_delete(plane: ControlPlane, iid: str) -> Non
     r = call(plane, "PUT", base, {"users": [{"name": "bob", "password": "b3"},
                                             {"name": "ghost", "password": "g"}]})  # fmt: skip
     assert "ghost" in fault(r, 404)
+    r = call(plane, "PUT", base, {"users": [{"name": "postgres", "password": "x"}]})
+    assert fault(r, 400).startswith("users[0].name:")
     r = call(plane, "PUT", base, {"users": [{"name": "bob"}]})
     assert fault(r, 400).startswith("users[0].password:")
 

@@ -108,7 +108,10 @@ def change_passwords(
 ) -> Response:
     wanted = parse(PasswordsChangeRequest, body, "").users
     ready_instance(state, ctx.scope, instance_id, change=True)
-    pairs = [(_named(u.name), u.password) for u in wanted]
+    for i, u in enumerate(wanted):
+        if reserved_user(u.name):
+            raise BadRequest(f"users[{i}].name", f"user {u.name!r} is reserved")
+    pairs = [(u.name, u.password) for u in wanted]
     if pairs:
         with guest_refusals(state, "change_passwords", "users"):
             state.guest().change_passwords(instance_id, pairs)
