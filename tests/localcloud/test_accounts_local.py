@@ -48,7 +48,10 @@ def test_users_databases_and_root_on_postgresql(local_env: dict[str, str]) -> No
         ok(http.post(f"{base}/databases", json={"databases": [{"name": "shop"}]}))
         users = {"users": [{"name": "alice", "password": first, "databases": [{"name": "shop"}]}]}
         ok(http.post(f"{base}/users", json=users))
-        assert ok(http.post(f"{base}/users", json=users), 409)
+        conflict = ok(http.post(f"{base}/users", json=users), 409).json()
+        assert conflict["conflictingRequest"]["message"] == (
+            'A user with the name "alice" already exists.'
+        )
         with login(address, "alice", first, "shop") as conn:
             conn.execute("CREATE TABLE orders (id int)")
             conn.execute("INSERT INTO orders VALUES (1)")
@@ -109,5 +112,11 @@ def test_users_databases_and_root_on_postgresql(local_env: dict[str, str]) -> No
 
         ok(http.delete(f"{base}/databases/shop"))
         assert ok(http.get(f"{base}/databases"), 200).json() == {"databases": [{"name": "app"}]}
-        ok(http.delete(f"{base}/databases/shop"), 404)
+        missing = ok(http.delete(f"{base}/databases/shop"), 404).json()
+        assert (
+            missing["itemNotFound"]["message"] == "Database shop cannot be found on the instance."
+        )
+        wrong = {"databases": [{"name": "x", "character_set": "KLINGON"}]}
+        invalid = ok(http.post(f"{base}/databases", json=wrong), 400).json()
+        assert "KLINGON is not a valid encoding name" in invalid["badRequest"]["message"]
         delete_all(served, [iid])

@@ -92,11 +92,11 @@ def guest_refusals(state: ApiState, operation: str, field: str = "body") -> Iter
     except DriverOperationNotSupported as exc:
         raise OperationIsNotSupported(operation, state.settings.backend) from exc
     except GuestObjectExists as exc:
-        raise Conflict(exc.message) from None
+        raise Conflict(exc.detail) from None
     except GuestObjectNotFound as exc:
-        raise ObjectNotFound(exc.message) from None
+        raise ObjectNotFound(exc.detail) from None
     except GuestBadValue as exc:
-        raise BadRequest(field, exc.message) from None
+        raise BadRequest(field, exc.detail) from None
     except GuestError as exc:
         raise UnprocessableEntity(f"The instance's guest refused: {exc.message}") from exc
 

@@ -21,15 +21,23 @@ class GuestError(DriverError):
     """The guest refused or failed a command."""
 
 
-class GuestObjectExists(GuestError):
+class GuestRefusal(GuestError):
+    """A refusal the user caused; `detail` is the datastore's own words, for the user."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+class GuestObjectExists(GuestRefusal):
     """A user or database to make exists already."""
 
 
-class GuestObjectNotFound(GuestError):
+class GuestObjectNotFound(GuestRefusal):
     """A user or database named does not exist."""
 
 
-class GuestBadValue(GuestError):
+class GuestBadValue(GuestRefusal):
     """The datastore cannot take a value it was given (an unknown encoding)."""
 
 

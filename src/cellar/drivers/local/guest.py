@@ -50,6 +50,7 @@ from cellar.drivers.guest.base import (
     GuestError,
     GuestObjectExists,
     GuestObjectNotFound,
+    GuestRefusal,
     GuestStatus,
 )
 from cellar.guest.protocol import (
@@ -63,7 +64,7 @@ from cellar.localcloud.state import CloudState, Resource
 
 SERVER = "server"
 # The agent's refusals of user and database commands, by the answer's `reason`.
-_REFUSALS: dict[Any, type[GuestError]] = {
+_REFUSALS: dict[Any, type[GuestRefusal]] = {
     "exists": GuestObjectExists,
     "not_found": GuestObjectNotFound,
     "invalid": GuestBadValue,
@@ -213,14 +214,15 @@ class LocalGuestDriver(GuestDriver):
         message = payload.get("error", response.text[:200])
         if response.status_code in (502, 503, 504):
             raise ServiceUnavailable(f"The guest of instance {instance_id}: {path}: {message}")
-        refusal = _REFUSALS.get(payload.get("reason"))
-        if response.status_code >= 400 and refusal is not None:
-            raise refusal(str(message))
         if response.status_code >= 400:
-            raise GuestError(
+            full = (
                 f"The guest of instance {instance_id} refused {path} "
                 f"(HTTP {response.status_code}): {message}"
             )
+            refusal = _REFUSALS.get(payload.get("reason"))
+            if refusal is not None:
+                raise refusal(full, str(message))
+            raise GuestError(full)
         self._touch(instance_id)
         return payload
 
