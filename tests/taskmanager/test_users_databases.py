@@ -334,3 +334,31 @@ def test_a_clusters_users_are_made_on_its_primary(plane: ControlPlane) -> None:
     assert call(plane, "DELETE", f"/instances/{primary}/root").status_code == 204
     assert call(plane, "GET", f"/instances/{replica}/root").json() == {"rootEnabled": False}
     assert "nope" in fault(call(plane, "POST", "/clusters/nope/root"), 404)
+
+
+ODD_BODIES: list[Any] = [
+    None, [], "x", 1, {}, {"users": None}, {"users": [1]}, {"users": [{"name": 1}]},
+    {"users": [{"name": "a", "password": "p", "databases": "d"}]},
+    {"databases": [{"name": "a", "character_set": 1}]}, {"databases": [[]]},
+    {"user": []}, {"user": {"name": None}}, {"password": 5}, {"databases": [{"name": None}]},
+]  # fmt: skip
+ODD_NAMES = ["%00", "x" * 300, "@", "%25", "a%40b%40c", "pg_x", "ü", "%2e%2e"]
+
+
+def test_odd_input_never_gets_a_5xx(plane: ControlPlane, iid: str) -> None:
+    routes = [
+        ("GET", "users?limit=abc"), ("GET", "users?marker=%00"), ("POST", "users"),
+        ("PUT", "users"), ("POST", "databases"), ("POST", "root"),
+    ]  # fmt: skip
+    for name in ODD_NAMES:
+        routes += [
+            ("GET", f"users/{name}"), ("PUT", f"users/{name}"), ("DELETE", f"users/{name}"),
+            ("GET", f"users/{name}/databases"), ("PUT", f"users/{name}/databases"),
+            ("DELETE", f"users/app/databases/{name}"), ("DELETE", f"databases/{name}"),
+        ]  # fmt: skip
+    for method, path in routes:
+        for body in ODD_BODIES if method in ("POST", "PUT") else [None]:
+            r = call(plane, method, f"/instances/{iid}/{path}", body)
+            assert r.status_code < 500, (method, path, body, r.text)
+    for path in ("users/%00", f"users/{'x' * 64}", f"databases/{'x' * 64}"):
+        assert "cannot be found" in fault(call(plane, "DELETE", f"/instances/{iid}/{path}"), 404)

@@ -101,6 +101,14 @@ def guest_refusals(state: ApiState, operation: str, field: str = "body") -> Iter
         raise UnprocessableEntity(f"The instance's guest refused: {exc.message}") from exc
 
 
+def existing(kind: str, name: str) -> str:
+    """A name from a path, or 404 if no datastore object can be named so (PostgreSQL's
+    names are 1 to 63 characters, none of them NUL)."""
+    if not name or len(name) > 63 or "\0" in name:
+        raise ObjectNotFound(f"{kind} {name[:63]!r} cannot be found on the instance.")
+    return name
+
+
 def user_name(path_value: str) -> str:
     """Trove's `name@host` path segment (quoted once more by troveclient): the name."""
     unquoted = unquote(path_value)

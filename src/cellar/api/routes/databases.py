@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Query, Response
 
 from cellar.api.account_schemas import DatabasesCreateRequest
 from cellar.api.accounts import (
+    existing,
     guest_refusals,
     next_links,
     page,
@@ -70,5 +71,5 @@ def delete_database(instance_id: str, name: str, ctx: Ctx, state: State) -> Resp
     if reserved_database(name):
         raise BadRequest("name", f"database {name!r} is reserved for the datastore's own use")
     with guest_refusals(state, "delete_database"):
-        state.guest().delete_database(instance_id, name)
+        state.guest().delete_database(instance_id, existing("Database", name))
     return Response(status_code=202)

@@ -29,6 +29,7 @@ from cellar.api.account_schemas import (
 )
 from cellar.api.accounts import (
     ObjectNotFound,
+    existing,
     guest_refusals,
     next_links,
     page,
@@ -56,7 +57,7 @@ def _named(raw: str) -> str:
     name = user_name(raw)
     if reserved_user(name):
         raise BadRequest("name", f"user {name!r} is reserved for the datastore's own use")
-    return name
+    return existing("User", name)
 
 
 def _find(state: ApiState, instance_id: str, name: str) -> UserInfo:
@@ -171,5 +172,5 @@ def grant_access(
 def revoke_access(instance_id: str, name: str, database: str, ctx: Ctx, state: State) -> Response:
     ready_instance(state, ctx.scope, instance_id, change=True)
     with guest_refusals(state, "revoke_access"):
-        state.guest().revoke_access(instance_id, _named(name), database)
+        state.guest().revoke_access(instance_id, _named(name), existing("Database", database))
     return Response(status_code=202)
