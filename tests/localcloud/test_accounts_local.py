@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from test_local_serve import create, delete_all, local_env, wait_active  # noqa: F401
 
-from serving import serving
+from serving import serving, wait_until
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the local cloud needs root")
 
@@ -120,3 +120,31 @@ def test_users_databases_and_root_on_postgresql(local_env: dict[str, str]) -> No
         invalid = ok(http.post(f"{base}/databases", json=wrong), 400).json()
         assert "KLINGON is not a valid encoding name" in invalid["badRequest"]["message"]
         delete_all(served, [iid])
+
+
+def test_a_replica_gets_its_primarys_users_by_replication(
+    local_env: dict[str, str],  # noqa: F811
+) -> None:
+    password = "pw-" + uuid.uuid4().hex[:8]
+    with serving(local_env) as served, served.client() as http:
+        primary = create(http, "main")
+        wait_active(http, primary)
+        replica = create(http, "copy", replica_of=primary, users=[], databases=[])
+        address = wait_active(http, replica, timeout=300)["ip"][0]
+
+        users = {
+            "users": [{"name": "reader", "password": password, "databases": [{"name": "app"}]}]
+        }
+        ok(http.post(f"/instances/{primary}/users", json=users))
+
+        def replicated() -> bool:
+            listed = ok(http.get(f"/instances/{replica}/users"), 200).json()["users"]
+            return "reader" in [u["name"] for u in listed]
+
+        wait_until("the user on the replica", replicated, timeout=30)
+        with login(address, "reader", password, "app") as conn:
+            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
+        r = ok(http.post(f"/instances/{replica}/users", json=users), 422)
+        assert "read-only replica" in r.text
+        delete_all(served, [replica])  # a primary with replicas is not deleted
+        delete_all(served, [primary])
