@@ -13,8 +13,15 @@ from contract_support import (
     verify_resize_server,
 )
 
+from cellar.domain.accounts import UserInfo
+from cellar.domain.specs import DatabaseSpec, UserSpec
 from cellar.domain.status import ServerStatus, ServiceStatus
-from cellar.drivers.guest.base import GuestError, GuestStatus
+from cellar.drivers.guest.base import (
+    GuestError,
+    GuestObjectExists,
+    GuestObjectNotFound,
+    GuestStatus,
+)
 from cellar.drivers.registry import Services
 
 RUNNING, SHUTDOWN = ServiceStatus.RUNNING, ServiceStatus.SHUTDOWN
@@ -97,3 +104,43 @@ class GuestContract:
         }
         with pytest.raises(GuestError, match=instance_id):
             commands[command](instance_id)
+
+    # Users and databases: what PostgreSQL refuses is refused, reserved names hidden.
+
+    def test_users_and_databases(self, services: Services, wait: Wait) -> None:
+        instance_id, _ = running_instance(services, wait)
+        guest = services.guest
+        guest.create_databases(instance_id, [DatabaseSpec("shop"), DatabaseSpec("hr")])
+        assert [d.name for d in guest.list_databases(instance_id)] == ["hr", "shop"]
+        with pytest.raises(GuestObjectExists, match="shop"):
+            guest.create_databases(instance_id, [DatabaseSpec("new"), DatabaseSpec("shop")])
+        with pytest.raises(GuestObjectExists):
+            guest.create_databases(instance_id, [DatabaseSpec("postgres")])
+        assert "new" not in [d.name for d in guest.list_databases(instance_id)]
+
+        guest.create_users(instance_id, [UserSpec("bob", "pw", ("shop",))])
+        assert guest.list_users(instance_id) == [UserInfo("bob", ("shop",))]
+        with pytest.raises(GuestObjectExists, match="bob"):
+            guest.create_users(instance_id, [UserSpec("bob", "pw")])
+        with pytest.raises(GuestObjectNotFound, match="nodb"):
+            guest.create_users(instance_id, [UserSpec("carl", "pw", ("nodb",))])
+        guest.grant_access(instance_id, "bob", ["hr"])
+        guest.revoke_access(instance_id, "bob", "shop")
+        with pytest.raises(GuestObjectNotFound):
+            guest.revoke_access(instance_id, "bob", "shop")
+        guest.update_user(instance_id, "bob", new_name="rob", password="pw2")
+        assert guest.list_users(instance_id) == [UserInfo("rob", ("hr",))]
+        with pytest.raises(GuestObjectNotFound):
+            guest.change_passwords(instance_id, [("rob", "a"), ("bob", "b")])
+        guest.delete_user(instance_id, "rob")
+        guest.delete_database(instance_id, "hr")
+        with pytest.raises(GuestObjectNotFound):
+            guest.delete_database(instance_id, "hr")
+        assert guest.list_users(instance_id) == []
+
+    def test_root_enable_and_disable(self, services: Services, wait: Wait) -> None:
+        instance_id, _ = running_instance(services, wait)
+        name, password = services.guest.enable_root(instance_id)
+        assert name and password
+        assert services.guest.enable_root(instance_id, password="mine") == (name, "mine")
+        services.guest.disable_root(instance_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import (
@@ -22,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_core import PydanticCustomError
+
+from cellar.domain.accounts import reserved_database, reserved_user
 
 MAX_VOLUME_SIZE_GB = 1000
 MAX_CIDRS = 50
@@ -63,6 +66,17 @@ def _identifier(value: str) -> str:
     return value
 
 
+def _not_reserved(reserved: Callable[[str], bool]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if reserved(value):
+            raise PydanticCustomError(
+                "reserved", f"{value!r} is reserved for the datastore's own use"
+            )
+        return value
+
+    return check
+
+
 def _word(value: str) -> str:
     if not _WORD.fullmatch(value):
         raise PydanticCustomError(
@@ -99,6 +113,8 @@ Reference = Annotated[str, BeforeValidator(_reference)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
 Word = Annotated[str, AfterValidator(_word)]
+UserName = Annotated[Identifier, AfterValidator(_not_reserved(reserved_user))]
+DatabaseName = Annotated[Identifier, AfterValidator(_not_reserved(reserved_database))]
 Cidr = Annotated[str, BeforeValidator(_cidr)]
 Password = Annotated[
     str, StringConstraints(min_length=1, max_length=255), AfterValidator(_password)
@@ -123,7 +139,7 @@ class DatastoreRef(StrictModel):
 
 
 class DatabaseCreate(StrictModel):
-    name: Identifier
+    name: DatabaseName
     character_set: Word | None = None
     collate: Word | None = None
 
@@ -133,7 +149,7 @@ class DatabaseRef(StrictModel):
 
 
 class UserCreate(StrictModel):
-    name: Identifier
+    name: UserName
     password: Password
     databases: list[DatabaseRef] = Field(default_factory=list)
 

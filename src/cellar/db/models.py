@@ -317,3 +317,14 @@ class StackSignal(Base):
     reason: Mapped[str] = mapped_column(Text)
     data: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class RootEnabledHistory(Base):
+    """Trove's `root_enabled_history`: root was enabled on the instance at `created` by
+    `user` (the project), and disabled at `deleted_at` if that came later."""
+
+    __tablename__ = "root_enabled_history"
+    instance_id: Mapped[str] = mapped_column(ForeignKey("instances.id"), primary_key=True)
+    user: Mapped[str] = mapped_column(String(255))
+    created: Mapped[datetime] = mapped_column(DateTime)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)

@@ -31,10 +31,13 @@ from typing import Any
 
 from cellar.domain.replication import ReplicationStatus, Role
 from cellar.domain.status import ServiceStatus
+from cellar.guest.accounts import ACCOUNT_COMMANDS
 from cellar.guest.manager import (
     DatastoreManager,
     GuestCommandError,
     GuestConflict,
+    GuestExists,
+    GuestNotFound,
     PrepareRequest,
     parse_prepare,
     parse_replication,
@@ -82,6 +85,19 @@ def replication_body(status: ReplicationStatus) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _root_password(body: Any) -> str | None:
+    """The password a `root` command asks for, if any (else the datastore makes one)."""
+    password = body.get("password") if isinstance(body, dict) else None
+    if password is not None and (not isinstance(password, str) or not password or "\0" in password):
+        raise ValueError("password must be a non-empty string without NUL characters")
+    return password
+
+
+def _on_accounts(command: Any) -> Any:
+    """An account command as a command on the datastore's manager."""
+    return lambda manager, body: command(manager.accounts(), body)
+
+
 def _follow(manager: DatastoreManager, body: Any) -> dict[str, Any]:
     spec = parse_replication(body, "")
     if spec.role is not Role.REPLICA:
@@ -118,7 +134,7 @@ COMMANDS: dict[str, Any] = {
     "restart": lambda m, _b: m.restart() or {},
     "resize_fs": lambda m, _b: m.filesystem(),
     # The password goes back to the caller and nowhere else (no log).
-    "root": lambda m, _b: {"name": m.superuser, "password": m.enable_root()},
+    "root": lambda m, b: {"name": m.superuser, "password": m.enable_root(_root_password(b))},
     "replication": lambda m, _b: replication_body(m.replication_status()),
     "promote": lambda m, _b: m.promote() or {},
     "follow": _follow,
@@ -126,6 +142,8 @@ COMMANDS: dict[str, Any] = {
     "drop_slot": _drop_slot,
     "stopped_lsn": lambda m, _b: {"lsn": m.stopped_lsn()},
     "archive_into": _archive_into,
+    # Users and databases (`cellar.guest.accounts`): passwords in, never out.
+    **{name: _on_accounts(command) for name, command in ACCOUNT_COMMANDS.items()},
 }
 
 
@@ -281,7 +299,11 @@ class Agent:
                 log.info("%s done in %.2f s", name, time.monotonic() - started)
             return 200, {"service_status": manager.status().value, **extra}
         except ValueError as exc:
-            return 400, {"error": str(exc)}
+            return 400, {"error": str(exc), "reason": "invalid"}
+        except GuestNotFound as exc:
+            return 404, {"error": str(exc), "reason": "not_found"}
+        except GuestExists as exc:
+            return 409, {"error": str(exc), "reason": "exists"}
         except GuestConflict as exc:
             return 409, {"error": str(exc)}
         except GuestCommandError as exc:

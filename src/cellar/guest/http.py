@@ -12,7 +12,8 @@ extra dependency inside the server.
     POST /restart        the same
     POST /resize_fs      200 {"service_status", "size_bytes", "free_bytes"}
     GET  /root-password  200 {"password"} once after a prepare, then 404
-    POST /root           200 {"name", "password"}: a new superuser password, kept nowhere
+    POST /root           {"password"?}: 200 {"name", "password"}: the superuser's new
+                         password (the body's, or a random one), kept nowhere
     GET  /replication    200 {"role", "lsn", "timeline", "receive_lsn", "replicas": [{"slot",
                          "active", "address", "state", "lag_bytes"}]} (LSNs as integers)
     POST /promote        200 once the replica takes writes | 409 on a primary
@@ -24,6 +25,18 @@ extra dependency inside the server.
     GET  /stopped_lsn    200 {"lsn"} of a cleanly stopped datastore | 409 running or crashed
     POST /archive        {"repository": {"stanza", "options", "files"}}: 200 once WAL goes
                          into that stanza (a replica leaving its group gets its own)
+    GET  /databases      200 {"databases": [{"name", "character_set", "collate"}]}
+    POST /databases      {"databases": [{"name", "character_set"?, "collate"?}]}
+    POST /databases/delete  {"name"}
+    GET  /users          200 {"users": [{"name", "databases": [names]}]}
+    POST /users          {"users": [{"name", "password", "databases": [names]}]}
+    POST /users/delete   {"name"}; /users/update {"name", "new_name"?, "password"?};
+                         /users/passwords {"users": [{"name", "password"}]};
+                         /users/grant {"name", "databases": [names]};
+                         /users/revoke {"name", "database"}
+    POST /root/disable   the superuser's password taken away
+                         (these answer 409 {"reason": "exists"} for a name that exists,
+                         404 {"reason": "not_found"} for one that does not)
 
 Anything without the right `X-Cellar-Guest-Secret` is 401. Request bodies are never logged.
 """
@@ -60,7 +73,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/restart"): lambda agent, _body: agent.command("restart"),
     ("POST", "/resize_fs"): lambda agent, _body: agent.command("resize_fs"),
     ("GET", "/root-password"): _root_password,
-    ("POST", "/root"): lambda agent, _body: agent.command("root"),
+    ("POST", "/root"): lambda agent, body: agent.command("root", body),
     ("GET", "/replication"): lambda agent, _body: agent.command("replication"),
     ("POST", "/promote"): lambda agent, _body: agent.command("promote"),
     ("POST", "/follow"): lambda agent, body: agent.command("follow", body),
@@ -68,6 +81,18 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/replication/slots/drop"): lambda agent, body: agent.command("drop_slot", body),
     ("GET", "/stopped_lsn"): lambda agent, _body: agent.command("stopped_lsn"),
     ("POST", "/archive"): lambda agent, body: agent.command("archive_into", body),
+    # Users and databases (`cellar.guest.accounts`).
+    ("GET", "/databases"): lambda agent, _body: agent.command("databases"),
+    ("POST", "/databases"): lambda agent, body: agent.command("create_databases", body),
+    ("POST", "/databases/delete"): lambda agent, body: agent.command("delete_database", body),
+    ("GET", "/users"): lambda agent, _body: agent.command("users"),
+    ("POST", "/users"): lambda agent, body: agent.command("create_users", body),
+    ("POST", "/users/delete"): lambda agent, body: agent.command("delete_user", body),
+    ("POST", "/users/update"): lambda agent, body: agent.command("update_user", body),
+    ("POST", "/users/passwords"): lambda agent, body: agent.command("change_passwords", body),
+    ("POST", "/users/grant"): lambda agent, body: agent.command("grant", body),
+    ("POST", "/users/revoke"): lambda agent, body: agent.command("revoke", body),
+    ("POST", "/root/disable"): lambda agent, _body: agent.command("disable_root"),
 }
 
 

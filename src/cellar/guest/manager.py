@@ -22,6 +22,7 @@ from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import DatabaseSpec, UserSpec
 from cellar.domain.status import ServiceStatus
+from cellar.guest.accounts import Accounts
 
 MARKER = "cellar-datastore.json"
 
@@ -33,6 +34,14 @@ class GuestCommandError(Exception):
 class GuestConflict(GuestCommandError):
     """A command that does not apply to the datastore as it is (promote a primary, read
     the stopped position of a running one): the agent answers 409."""
+
+
+class GuestExists(GuestConflict):
+    """A user or database to make exists already (409, reason `exists`)."""
+
+
+class GuestNotFound(GuestCommandError):
+    """A user or database named by a command does not exist (404, reason `not_found`)."""
 
 
 # A prepare request's databases and users are the domain's own value objects.
@@ -247,9 +256,14 @@ class DatastoreManager(abc.ABC):
     def status(self) -> ServiceStatus:
         """The state of the prepared datastore: RUNNING, BLOCKED, SHUTDOWN or CRASHED."""
 
-    def enable_root(self) -> str:
-        """A new password for the datastore's superuser, returned and not kept."""
+    def enable_root(self, password: str | None = None) -> str:
+        """A new password for the datastore's superuser (`password`, or a random one),
+        returned and not kept."""
         raise GuestCommandError(f"{type(self).__name__} cannot enable root")
+
+    def accounts(self) -> Accounts:
+        """The datastore's users and databases (the agent's account commands)."""
+        raise GuestCommandError(f"{type(self).__name__} does not manage users and databases")
 
     def keep_running(self) -> None:
         """Called by the agent's loop between commands: start again what the datastore's

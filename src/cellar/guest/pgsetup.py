@@ -12,6 +12,7 @@ from collections.abc import Callable
 import psycopg
 from psycopg import sql
 
+from cellar.domain.specs import DatabaseSpec
 from cellar.guest.manager import PrepareRequest
 from cellar.guest.pgfiles import REPLICATION_USER, SUPERUSER
 
@@ -41,12 +42,7 @@ def create_objects(connect: Connect, request: PrepareRequest, password: str) -> 
             sql.SQL("ALTER ROLE {} PASSWORD {}").format(ident(SUPERUSER), literal(password))
         )
         for db in request.databases:
-            query = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(ident(db.name))
-            if db.character_set:
-                query += sql.SQL(" ENCODING {}").format(literal(db.character_set))
-            if db.collate:
-                query += sql.SQL(" LC_COLLATE {c} LC_CTYPE {c}").format(c=literal(db.collate))
-            conn.execute(query)
+            create_database(conn, db)
         for user in request.users:
             conn.execute(
                 sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
@@ -62,6 +58,22 @@ def create_objects(connect: Connect, request: PrepareRequest, password: str) -> 
         for name in user.databases:
             with connect(name) as conn:
                 conn.execute(sql.SQL("GRANT ALL ON SCHEMA public TO {}").format(ident(user.name)))
+
+
+def create_database(conn: psycopg.Connection[tuple[object, ...]], db: DatabaseSpec) -> None:
+    """One database, closed to PUBLIC (no CONNECT, no TEMPORARY): only the users granted
+    it connect (`cellar.guest.pgusers`)."""
+    query = sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(db.name))
+    if db.character_set:
+        query += sql.SQL(" ENCODING {}").format(sql.Literal(db.character_set))
+    if db.collate:
+        query += sql.SQL(" LC_COLLATE {c} LC_CTYPE {c}").format(c=sql.Literal(db.collate))
+    conn.execute(query)
+    conn.execute(
+        sql.SQL("REVOKE CONNECT, TEMPORARY ON DATABASE {} FROM PUBLIC").format(
+            sql.Identifier(db.name)
+        )
+    )
 
 
 # What pg_rewind runs on its source as a non-superuser (PostgreSQL's pg_rewind page).

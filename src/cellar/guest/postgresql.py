@@ -53,6 +53,7 @@ from cellar.guest.pgfiles import (
 )
 from cellar.guest.pgreplication import AUTO_CONF, PgReplication
 from cellar.guest.pgsetup import create_objects, create_replication_role, set_superuser_password
+from cellar.guest.pgusers import PgAccounts
 
 PG_ROOT = Path("/usr/lib/postgresql")
 PGDATA = "pgdata"
@@ -369,14 +370,17 @@ class PostgreSQL(DatastoreManager):
         system_users = {"root", self.account.pw_name, pwd.getpwuid(os.geteuid()).pw_name}
         self._write(self.pgdata / "pg_ident.conf", pg_ident(system_users))
 
-    def enable_root(self) -> str:
-        password = secrets.token_urlsafe(24)
+    def enable_root(self, password: str | None = None) -> str:
+        password = password or secrets.token_urlsafe(24)
         try:
             set_superuser_password(self.connect, password)
         except psycopg.Error as exc:
             message = exc.diag.message_primary or type(exc).__name__
             raise GuestCommandError(f"Setting the superuser's password failed: {message}") from None
         return password
+
+    def accounts(self) -> PgAccounts:
+        return PgAccounts(self.connect)
 
     def connect(self, dbname: str = "postgres") -> psycopg.Connection[tuple[object, ...]]:
         """The superuser's connection through the Unix socket (autocommit)."""

@@ -12,6 +12,7 @@ from cellar.api.routes import (
     backup_schedules,
     backups,
     clusters,
+    databases,
     datastores,
     events,
     flavors,
@@ -22,6 +23,7 @@ from cellar.api.routes import (
     security_group_rules,
     security_groups,
     stacks,
+    users,
     versions,
 )
 
@@ -34,6 +36,8 @@ ROUTERS: tuple[APIRouter, ...] = (
     security_groups.router,
     security_group_rules.router,
     root.router,
+    databases.router,
+    users.router,
     clusters.router,
     mgmt.router,
     backups.router,

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from contextlib import AbstractContextManager
 
+from cellar.domain.accounts import SUPERUSER, DatabaseInfo, UserInfo
 from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicaLag, ReplicationSpec, ReplicationStatus, Role
-from cellar.domain.specs import InstanceSpec
+from cellar.domain.specs import DatabaseSpec, InstanceSpec, UserSpec
 from cellar.domain.status import ServerStatus, ServiceStatus
+from cellar.drivers.fake import accounts
 from cellar.drivers.fake.cloud import FakeCloud
 from cellar.drivers.fake.compute import server_status
 from cellar.drivers.fake.store import GUEST, JSON, SERVER, Row, Tx, pending, settle_in
@@ -125,6 +128,7 @@ class FakeGuest(GuestDriver):
             "datastore_version": spec.datastore_version,
             **settle_in(ServiceStatus.BUILDING.value, tx.now, self._cloud.latency_s),
             **self._replication_data(tx, instance_id, replication),
+            **accounts.seeded(spec),
         }
         if repository is not None:
             data["stanza"] = repository.stanza
@@ -164,10 +168,63 @@ class FakeGuest(GuestDriver):
         with self._call("resize_fs") as tx:
             self._reachable(tx, instance_id)
 
-    def enable_root(self, instance_id: str) -> tuple[str, str]:
-        with self._call("enable_root") as tx:
-            self._reachable(tx, instance_id)
-            return "root", secrets.token_urlsafe(18)
+    def enable_root(self, instance_id: str, *, password: str | None = None) -> tuple[str, str]:
+        with self._accounts("enable_root", instance_id, write=True):
+            return SUPERUSER, password or secrets.token_urlsafe(18)
+
+    # Users and databases (`cellar.drivers.fake.accounts`): kept in the guest's row, a
+    # replica's read from its primary's; what PostgreSQL refuses is refused.
+
+    def _accounts(
+        self, method: str, instance_id: str, *, write: bool = False
+    ) -> AbstractContextManager[accounts.Objects]:
+        return accounts.session(self._call(method), instance_id, write=write, reach=self._reachable)
+
+    def list_databases(self, instance_id: str) -> list[DatabaseInfo]:
+        with self._accounts("list_databases", instance_id) as objects:
+            return objects.list_databases()
+
+    def create_databases(self, instance_id: str, databases: Sequence[DatabaseSpec]) -> None:
+        with self._accounts("create_databases", instance_id, write=True) as objects:
+            objects.create_databases(databases)
+
+    def delete_database(self, instance_id: str, name: str) -> None:
+        with self._accounts("delete_database", instance_id, write=True) as objects:
+            objects.delete_database(name)
+
+    def list_users(self, instance_id: str) -> list[UserInfo]:
+        with self._accounts("list_users", instance_id) as objects:
+            return objects.list_users()
+
+    def create_users(self, instance_id: str, users: Sequence[UserSpec]) -> None:
+        with self._accounts("create_users", instance_id, write=True) as objects:
+            objects.create_users(users)
+
+    def delete_user(self, instance_id: str, name: str) -> None:
+        with self._accounts("delete_user", instance_id, write=True) as objects:
+            objects.delete_user(name)
+
+    def update_user(
+        self, instance_id: str, name: str, *, new_name: str | None, password: str | None
+    ) -> None:
+        with self._accounts("update_user", instance_id, write=True) as objects:
+            objects.update_user(name, new_name)
+
+    def change_passwords(self, instance_id: str, users: Sequence[tuple[str, str]]) -> None:
+        with self._accounts("change_passwords", instance_id, write=True) as objects:
+            objects.change_passwords([name for name, _ in users])
+
+    def grant_access(self, instance_id: str, name: str, databases: Sequence[str]) -> None:
+        with self._accounts("grant_access", instance_id, write=True) as objects:
+            objects.grant(name, databases)
+
+    def revoke_access(self, instance_id: str, name: str, database: str) -> None:
+        with self._accounts("revoke_access", instance_id, write=True) as objects:
+            objects.revoke(name, database)
+
+    def disable_root(self, instance_id: str) -> None:
+        with self._accounts("disable_root", instance_id, write=True):
+            pass
 
     # Replication: roles and slots kept in the guest rows; what PostgreSQL refuses is
     # refused (a replica whose primary does not answer, a promote of a primary).
@@ -235,7 +292,10 @@ class FakeGuest(GuestDriver):
             if service_now(tx, guest) is not ServiceStatus.RUNNING:
                 raise GuestError(f"Cannot promote instance {instance_id}: it is not running.")
             lsn = wal_in(tx, guest)
-            tx.update(guest.changed(role=Role.PRIMARY.value, primary=None, lsn=lsn))
+            # Its users and databases were its primary's (replicated): now its own.
+            primary = find_guest(tx, str(guest.data.get("primary")))
+            copied = accounts.Objects(primary.data if primary else guest.data).data()
+            tx.update(guest.changed(role=Role.PRIMARY.value, primary=None, lsn=lsn, **copied))
 
     def make_replication_source(self, instance_id: str, replication: ReplicationSpec) -> None:
         with self._call("make_replication_source") as tx:

@@ -6,17 +6,39 @@ Guest commands are not resource-manager operations: every manager uses this same
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cellar.domain.accounts import DatabaseInfo, UserInfo
 from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicationSpec, ReplicationStatus
-from cellar.domain.specs import InstanceSpec
+from cellar.domain.specs import DatabaseSpec, InstanceSpec, UserSpec
 from cellar.domain.status import ServiceStatus
 from cellar.drivers.base import DriverError, DriverOperationNotSupported
 
 
 class GuestError(DriverError):
     """The guest refused or failed a command."""
+
+
+class GuestRefusal(GuestError):
+    """A refusal the user caused; `detail` is the datastore's own words, for the user."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+
+
+class GuestObjectExists(GuestRefusal):
+    """A user or database to make exists already."""
+
+
+class GuestObjectNotFound(GuestRefusal):
+    """A user or database named does not exist."""
+
+
+class GuestBadValue(GuestRefusal):
+    """The datastore cannot take a value it was given (an unknown encoding)."""
 
 
 @dataclass(frozen=True)
@@ -95,10 +117,57 @@ class GuestDriver(abc.ABC):
     def resize_fs(self, instance_id: str) -> None:
         """Grow the datastore's filesystem to its volume's new size."""
 
-    def enable_root(self, instance_id: str) -> tuple[str, str]:
-        """Give the datastore's superuser a new password; returns (user name, password).
-        The password is kept nowhere: the caller gets it once (Trove's `POST .../root`)."""
+    def enable_root(self, instance_id: str, *, password: str | None = None) -> tuple[str, str]:
+        """Give the datastore's superuser a new password (`password`, or a random one);
+        returns (user name, password). The password is kept nowhere: the caller gets it
+        once (Trove's `POST .../root`)."""
         raise DriverOperationNotSupported(self.name, "enable_root")
+
+    # Users and databases (Trove's `/users`, `/databases`, `DELETE /root`). Names that
+    # exist already are GuestObjectExists, names that do not GuestObjectNotFound;
+    # reserved names are never listed. Passwords go to the datastore and nowhere else.
+
+    def list_databases(self, instance_id: str) -> list[DatabaseInfo]:
+        raise DriverOperationNotSupported(self.name, "list_databases")
+
+    def create_databases(self, instance_id: str, databases: Sequence[DatabaseSpec]) -> None:
+        """All of them, or none if one exists."""
+        raise DriverOperationNotSupported(self.name, "create_databases")
+
+    def delete_database(self, instance_id: str, name: str) -> None:
+        raise DriverOperationNotSupported(self.name, "delete_database")
+
+    def list_users(self, instance_id: str) -> list[UserInfo]:
+        raise DriverOperationNotSupported(self.name, "list_users")
+
+    def create_users(self, instance_id: str, users: Sequence[UserSpec]) -> None:
+        """All of them with their grants, or none if one exists or a database does not."""
+        raise DriverOperationNotSupported(self.name, "create_users")
+
+    def delete_user(self, instance_id: str, name: str) -> None:
+        raise DriverOperationNotSupported(self.name, "delete_user")
+
+    def update_user(
+        self, instance_id: str, name: str, *, new_name: str | None, password: str | None
+    ) -> None:
+        """Rename (grants follow) and/or set a new password."""
+        raise DriverOperationNotSupported(self.name, "update_user")
+
+    def change_passwords(self, instance_id: str, users: Sequence[tuple[str, str]]) -> None:
+        """(name, password) pairs; none changed if one user does not exist."""
+        raise DriverOperationNotSupported(self.name, "change_passwords")
+
+    def grant_access(self, instance_id: str, name: str, databases: Sequence[str]) -> None:
+        """The user may connect to and create tables in each database."""
+        raise DriverOperationNotSupported(self.name, "grant_access")
+
+    def revoke_access(self, instance_id: str, name: str, database: str) -> None:
+        """GuestObjectNotFound unless the user has access to the database."""
+        raise DriverOperationNotSupported(self.name, "revoke_access")
+
+    def disable_root(self, instance_id: str) -> None:
+        """The superuser no longer logs in with a password (`enable_root` gives one)."""
+        raise DriverOperationNotSupported(self.name, "disable_root")
 
     # Replication (clusters and `replica_of`).
 

@@ -31,18 +31,28 @@ import ipaddress
 import json
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from cellar.config import Settings
+from cellar.domain.accounts import DatabaseInfo, UserInfo
 from cellar.domain.backups import RepositoryAccess, RestoreTarget
 from cellar.domain.replication import ReplicaLag, ReplicationSpec, ReplicationStatus, Role
-from cellar.domain.specs import InstanceSpec, resource_name
+from cellar.domain.specs import DatabaseSpec, InstanceSpec, UserSpec, resource_name
 from cellar.domain.status import ServiceStatus
 from cellar.drivers.base import ServiceUnavailable
-from cellar.drivers.guest.base import GuestDriver, GuestError, GuestStatus
+from cellar.drivers.guest.base import (
+    GuestBadValue,
+    GuestDriver,
+    GuestError,
+    GuestObjectExists,
+    GuestObjectNotFound,
+    GuestRefusal,
+    GuestStatus,
+)
 from cellar.guest.protocol import (
     AGENT_PORT,
     KEY_FILE,
@@ -53,6 +63,12 @@ from cellar.guest.protocol import (
 from cellar.localcloud.state import CloudState, Resource
 
 SERVER = "server"
+# The agent's refusals of user and database commands, by the answer's `reason`.
+_REFUSALS: dict[Any, type[GuestRefusal]] = {
+    "exists": GuestObjectExists,
+    "not_found": GuestObjectNotFound,
+    "invalid": GuestBadValue,
+}
 DEFAULT_PORT = 5432
 
 
@@ -199,10 +215,14 @@ class LocalGuestDriver(GuestDriver):
         if response.status_code in (502, 503, 504):
             raise ServiceUnavailable(f"The guest of instance {instance_id}: {path}: {message}")
         if response.status_code >= 400:
-            raise GuestError(
+            full = (
                 f"The guest of instance {instance_id} refused {path} "
                 f"(HTTP {response.status_code}): {message}"
             )
+            refusal = _REFUSALS.get(payload.get("reason"))
+            if refusal is not None:
+                raise refusal(full, str(message))
+            raise GuestError(full)
         self._touch(instance_id)
         return payload
 
@@ -307,8 +327,8 @@ class LocalGuestDriver(GuestDriver):
             age = None
         return GuestStatus(ServiceStatus.SHUTDOWN, age)
 
-    def enable_root(self, instance_id: str) -> tuple[str, str]:
-        answer = self._command(instance_id, "/root")
+    def enable_root(self, instance_id: str, *, password: str | None = None) -> tuple[str, str]:
+        answer = self._command(instance_id, "/root", {"password": password} if password else None)
         return str(answer["name"]), str(answer["password"])
 
     def stop_db(self, instance_id: str) -> None:
@@ -343,6 +363,57 @@ class LocalGuestDriver(GuestDriver):
         if response.status_code == 404:
             return None
         return str(self._answer(instance_id, "/root-password", response)["password"])
+
+    # Users and databases: the agent's /databases and /users (`cellar.guest.http`).
+
+    def list_databases(self, instance_id: str) -> list[DatabaseInfo]:
+        answer = self._command(instance_id, "/databases", method="GET")
+        return [
+            DatabaseInfo(str(d["name"]), d.get("character_set"), d.get("collate"))
+            for d in answer["databases"]
+        ]
+
+    def create_databases(self, instance_id: str, databases: Sequence[DatabaseSpec]) -> None:
+        body = [
+            {"name": d.name, "character_set": d.character_set, "collate": d.collate}
+            for d in databases
+        ]
+        self._command(instance_id, "/databases", {"databases": body})
+
+    def delete_database(self, instance_id: str, name: str) -> None:
+        self._command(instance_id, "/databases/delete", {"name": name})
+
+    def list_users(self, instance_id: str) -> list[UserInfo]:
+        answer = self._command(instance_id, "/users", method="GET")
+        return [UserInfo(str(u["name"]), tuple(u["databases"])) for u in answer["users"]]
+
+    def create_users(self, instance_id: str, users: Sequence[UserSpec]) -> None:
+        body = [
+            {"name": u.name, "password": u.password, "databases": list(u.databases)} for u in users
+        ]
+        self._command(instance_id, "/users", {"users": body})
+
+    def delete_user(self, instance_id: str, name: str) -> None:
+        self._command(instance_id, "/users/delete", {"name": name})
+
+    def update_user(
+        self, instance_id: str, name: str, *, new_name: str | None, password: str | None
+    ) -> None:
+        body = {"name": name, "new_name": new_name, "password": password}
+        self._command(instance_id, "/users/update", body)
+
+    def change_passwords(self, instance_id: str, users: Sequence[tuple[str, str]]) -> None:
+        body = [{"name": name, "password": password} for name, password in users]
+        self._command(instance_id, "/users/passwords", {"users": body})
+
+    def grant_access(self, instance_id: str, name: str, databases: Sequence[str]) -> None:
+        self._command(instance_id, "/users/grant", {"name": name, "databases": list(databases)})
+
+    def revoke_access(self, instance_id: str, name: str, database: str) -> None:
+        self._command(instance_id, "/users/revoke", {"name": name, "database": database})
+
+    def disable_root(self, instance_id: str) -> None:
+        self._command(instance_id, "/root/disable")
 
     # Replication: the agent's /replication, /promote, /follow, /replication/slots/drop
     # and /stopped_lsn; its refusals (409: a promote of a primary, the stopped position
