@@ -21,7 +21,7 @@ import click
 
 from cellar.cli.options import settings_from, settings_options
 from cellar.config import Settings
-from cellar.db.engine import make_engine, make_session_factory, transaction
+from cellar.db.engine import displayed_url, make_engine, make_session_factory, transaction
 from cellar.db.migrate import upgrade
 
 log = logging.getLogger("cellar")
@@ -340,7 +340,7 @@ def db_upgrade(**cli: Any) -> None:
     """Apply every Alembic migration not yet applied."""
     settings = settings_from(**cli)
     _migrated(settings)
-    click.echo(f"database at {settings.database_url} is up to date")
+    click.echo(f"database at {displayed_url(settings.database_url)} is up to date")
 
 
 @click.command()
