@@ -69,6 +69,8 @@ class Settings:
     backup_timeout_s: float = 3600.0
     # How often each task manager looks for scheduled backups that are due.
     backup_schedule_check_s: float = 30.0
+    # How long an API token issued by `cellar token issue` is valid (a day by default).
+    token_ttl_s: float = 86400.0
 
     def __post_init__(self) -> None:
         if not self.database_url:
