@@ -113,6 +113,20 @@ def finish_job(session: Session, *, job_id: str, owner: str, error: str | None =
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+SEALED = "sealed"  # the key of a job's sealed secrets in its args (`cellar.db.sealing`)
+
+
+def forget_sealed(session: Session, *, job_id: str) -> bool:
+    """Drop a job's sealed secrets once they were used; False if it had none (left)."""
+    job = session.get(Job, job_id)
+    if job is None or SEALED not in job.args:
+        return False
+    job.args = {k: v for k, v in job.args.items() if k != SEALED}
+    job.updated = utcnow()
+    session.flush()
+    return True
+
+
 def unfinished_jobs(session: Session, *, instance_id: str) -> list[Job]:
     return list(
         session.scalars(

@@ -62,9 +62,19 @@ def wal_in(tx: Tx, guest: Row) -> int:
     return int(primary.data.get("lsn") or 0) if primary is not None else 0
 
 
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
 class FakeGuest(GuestDriver):
     def __init__(self, cloud: FakeCloud) -> None:
         self._cloud = cloud
+
+    def prepared_users(self, instance_id: str) -> dict[str, str]:
+        """For tests: the users the datastore was prepared with, each with its password's
+        sha256 (the fake keeps no password)."""
+        data = self._cloud.peek(GUEST, _key(instance_id)) or {}
+        return dict(data.get("users", {}))
 
     def _call(self, method: str) -> AbstractContextManager[Tx]:
         return self._cloud.call(f"guest.{method}")
@@ -114,6 +124,9 @@ class FakeGuest(GuestDriver):
             raise GuestError(
                 f"Cannot prepare instance {instance_id}: server {server_id} is {state.value}."
             )
+        for i, user in enumerate(spec.users):
+            if not user.password:  # as the agent refuses it
+                raise GuestError(f"users[{i}].password must be a non-empty string")
         existing = tx.get(GUEST, _key(instance_id))
         if existing is not None and existing.parent == server_id:
             return
@@ -125,6 +138,8 @@ class FakeGuest(GuestDriver):
             "datastore_version": spec.datastore_version,
             **settle_in(ServiceStatus.BUILDING.value, tx.now, self._cloud.latency_s),
             **self._replication_data(tx, instance_id, replication),
+            # The users made, with their passwords' sha256 (`prepared_users`).
+            "users": {u.name: _digest(u.password) for u in spec.users},
         }
         if repository is not None:
             data["stanza"] = repository.stanza
