@@ -200,6 +200,12 @@ def data_filesystem_bytes(env: dict[str, str], iid: str) -> int:
     return fs.f_blocks * fs.f_frsize
 
 
+def database_bytes(env: dict[str, str]) -> bytes:
+    """Every byte of the control plane's SQLite database (its WAL too, freed pages too)."""
+    path = Path(env["CELLAR_STATE_DIR"]) / "cellar.sqlite"
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
 def postmaster_started(address: str) -> Any:
     with connect(address) as conn:
         row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
@@ -217,6 +223,8 @@ def test_grow_online_resize_and_reboot_keep_the_data(local_env: dict[str, str]) 
             conn.execute("CREATE TABLE rows (v int)")
         size_before = data_filesystem_bytes(local_env, iid)
         started_before = postmaster_started(address)
+        # The user's password reached the database, and never the control plane's.
+        assert PASSWORD.encode() not in database_bytes(local_env)
         written: list[int] = []
         failures: list[BaseException] = []
         stop = threading.Event()
@@ -276,6 +284,12 @@ def test_orchestrated_instance_on_the_local_cloud(local_env: dict[str, str]) -> 
         with connect(inst["ip"][0]) as conn:
             conn.execute("CREATE TABLE s (v int)")
             conn.execute("INSERT INTO s VALUES (1), (2)")
+        # The guest's secret went to the server as a hidden stack parameter, kept sealed.
+        from cellar.drivers.local.guest import LocalGuestDriver
+
+        secret = LocalGuestDriver(local_settings(env)).secret(iid)
+        stored = database_bytes(env)
+        assert secret.encode() not in stored and PASSWORD.encode() not in stored
         size_before = data_filesystem_bytes(env, iid)
         for action in ({"resize": {"volume": {"size": 2}}}, {"reboot": {}}):
             started_before = postmaster_started(inst["ip"][0])

@@ -72,3 +72,12 @@ def test_a_crash_before_the_guest_is_prepared_keeps_the_password(
     _guest_got_the_password(plane, iid)
     assert "sealed" not in _job_args(plane, iid)
     assert PASSWORD.encode() not in _database_bytes(plane)
+
+
+def test_a_failed_create_keeps_no_sealed_password(plane: ControlPlane) -> None:
+    plane.cloud.inject_fault("compute.create_server")
+    iid = plane.create(**USERS)
+    plane.run()
+    assert plane.show(iid)["status"] == "ERROR"
+    assert "sealed" not in _job_args(plane, iid)
+    assert PASSWORD.encode() not in _database_bytes(plane)
