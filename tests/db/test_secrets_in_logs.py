@@ -29,6 +29,7 @@ def test_a_failing_statement_logs_no_parameter(
         "project_id": SECRET,
         "is_admin": False,
         "created": datetime.now(UTC),
+        "expires": datetime.now(UTC),
     }
     caplog.set_level(logging.INFO, logger="sqlalchemy.engine")
     empty_engine.echo = True  # every statement logged, with its parameters if shown

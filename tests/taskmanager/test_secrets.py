@@ -15,7 +15,7 @@ from test_crash import Processes, crash_plane, wait_until  # noqa: F401 (a fixtu
 
 from cellar.db.engine import make_session_factory, transaction
 from cellar.db.models import Job
-from cellar.drivers.fake.guest import FakeGuest
+from cellar.drivers.fake.guest import prepared_users
 
 PASSWORD = "Pw-of-app-4f1c9e"
 USERS = {
@@ -38,9 +38,8 @@ def _database_bytes(plane: ControlPlane) -> bytes:
 
 
 def _guest_got_the_password(plane: ControlPlane, iid: str) -> None:
-    guest = plane.services.guest
-    assert isinstance(guest, FakeGuest)
-    assert guest.prepared_users(iid) == {"app": hashlib.sha256(PASSWORD.encode()).hexdigest()}
+    digest = hashlib.sha256(PASSWORD.encode()).hexdigest()
+    assert prepared_users(plane.cloud, iid) == {"app": digest}
 
 
 def test_the_password_reaches_the_guest_and_leaves_no_trace(plane: ControlPlane) -> None:

@@ -66,15 +66,16 @@ def _digest(password: str) -> str:
     return hashlib.sha256(password.encode()).hexdigest()
 
 
+def prepared_users(cloud: FakeCloud, instance_id: str) -> dict[str, str]:
+    """For tests: the users a fake datastore was prepared with, each with its password's
+    sha256 (the fake keeps no password). Not a driver method: no call is counted."""
+    data = cloud.peek(GUEST, _key(instance_id)) or {}
+    return dict(data.get("users", {}))
+
+
 class FakeGuest(GuestDriver):
     def __init__(self, cloud: FakeCloud) -> None:
         self._cloud = cloud
-
-    def prepared_users(self, instance_id: str) -> dict[str, str]:
-        """For tests: the users the datastore was prepared with, each with its password's
-        sha256 (the fake keeps no password)."""
-        data = self._cloud.peek(GUEST, _key(instance_id)) or {}
-        return dict(data.get("users", {}))
 
     def _call(self, method: str) -> AbstractContextManager[Tx]:
         return self._cloud.call(f"guest.{method}")
