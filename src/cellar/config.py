@@ -69,6 +69,11 @@ class Settings:
     backup_timeout_s: float = 3600.0
     # How often each task manager looks for scheduled backups that are due.
     backup_schedule_check_s: float = 30.0
+    # How long an API token issued by `cellar token issue` is valid (a day by default).
+    token_ttl_s: float = 86400.0
+    # The key that seals secrets a job carries (users' passwords of a create) in the
+    # database: a file outside it, `<state_dir>/secret.key` unless given.
+    secret_key_file: str = ""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -82,6 +87,10 @@ class Settings:
     def local_root(self) -> Path:
         """Everything of the local cloud: its state file, volume images, config drives."""
         return Path(self.state_dir) / "localcloud"
+
+    @property
+    def secret_key_path(self) -> Path:
+        return Path(self.secret_key_file or Path(self.state_dir) / "secret.key")
 
     @property
     def fake_cloud_path(self) -> Path:

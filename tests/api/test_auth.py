@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import timedelta
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.helpers import Api, MakeApi, create, fault_of
+from cellar.cli import main
+from cellar.config import Settings
 from cellar.db.engine import transaction
 from cellar.db.models import Token
 from cellar.db.tokens import issue_token, resolve_token, revoke_token
@@ -83,3 +87,43 @@ def test_all_projects_is_403_for_non_admins(api: Api) -> None:
     response = api.get("/instances", params={"all_projects": "true"})
     assert "all_projects" in fault_of(response, "forbidden", 403)
     assert api.get("/instances", params={"all_projects": "false"}).status_code == 200
+
+
+def test_a_token_expires_a_day_after_its_issue_by_default(sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as session:
+        issue_token(session, project_id="p1")
+    with transaction(sessions) as session:
+        (row,) = session.scalars(select(Token))
+        assert row.expires - row.created == timedelta(days=1)
+
+
+def test_an_expired_token_is_401(api: Api, sessions: sessionmaker[Session]) -> None:
+    with transaction(sessions) as session:
+        expired = issue_token(session, project_id="p1", ttl_s=0)
+    message = fault_of(Api(api.client, "p1", expired).get("/instances"), "unauthorized", 401)
+    assert "expired" in message
+    assert api.get("/instances").status_code == 200  # a valid token still is
+
+
+def test_cellar_token_issue_and_revoke(api: Api, settings: Settings) -> None:
+    """The operator's commands on the API's database: an issued token works, with the
+    lifetime asked for; once revoked, its very next request gets 401."""
+    runner = CliRunner()
+    env = {
+        "CELLAR_STATE_DIR": str(settings.state_dir),
+        "CELLAR_DATABASE_URL": settings.database_url,
+    }
+    issued = runner.invoke(main, ["token", "issue", "--project", "p1", "--ttl", "600"], env=env)
+    assert issued.exit_code == 0, issued.output
+    token = issued.stdout.strip().splitlines()[-1]
+    assert "valid 600 s" in issued.stderr
+    user = Api(api.client, "p1", token)
+    assert user.get("/instances").status_code == 200
+
+    revoked = runner.invoke(main, ["token", "revoke"], env=env, input=token + "\n")
+    assert revoked.exit_code == 0, revoked.output
+    assert "token revoked" in revoked.output and token not in revoked.output
+    fault_of(user.get("/instances"), "unauthorized", 401)
+
+    again = runner.invoke(main, ["token", "revoke", "--token", token], env=env)
+    assert again.exit_code != 0 and "no such token" in again.output

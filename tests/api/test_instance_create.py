@@ -3,6 +3,7 @@ exactly one provision job; bad input is a 400 naming the field and writes nothin
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.helpers import Api, create, create_body, fault_of, jobs
+from cellar.config import Settings
 from cellar.db.engine import transaction
 from cellar.db.models import (
     Datastore,
@@ -19,6 +21,7 @@ from cellar.db.models import (
     SecurityGroup,
     SecurityGroupRule,
 )
+from cellar.db.sealing import unseal
 from cellar.domain.specs import FlavorSpec, spec_from_dict
 
 POSTGRESQL = "8f7c3b1e-0c5e-4c55-9d8e-5f0a3a3d1001"
@@ -51,7 +54,7 @@ def test_create_answers_200_with_a_build_view(api: Api) -> None:
 
 
 def test_create_writes_row_group_rules_and_one_job(
-    api: Api, sessions: sessionmaker[Session]
+    api: Api, sessions: sessionmaker[Session], settings: Settings
 ) -> None:
     body = create_body(
         databases=[{"name": "orders"}],
@@ -89,9 +92,11 @@ def test_create_writes_row_group_rules_and_one_job(
     assert (spec.image, spec.ports, spec.dns_zone) == ("postgresql-15", (5432,), "db.test")
     assert spec.allowed_cidrs == ("10.0.0.0/24", "192.168.1.7/32")
     assert [d.name for d in spec.databases] == ["orders"]
-    assert [(u.name, u.password, u.databases) for u in spec.users] == [
-        ("app", "s3cret", ("orders",))
-    ]
+    # The user's password is kept only sealed, with a key outside the database.
+    assert [(u.name, u.password, u.databases) for u in spec.users] == [("app", "", ("orders",))]
+    assert "s3cret" not in json.dumps(job.args)
+    assert unseal(settings.secret_key_path, job.args["sealed"]) == {"passwords": ["s3cret"]}
+    assert settings.secret_key_path.stat().st_mode & 0o777 == 0o600
     assert spec.hostname == view["hostname"]
 
 

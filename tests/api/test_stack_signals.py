@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cellar.db.stacks import DbSignalStore, DbStackStore
 from cellar.orchestration.local.service import LocalStackService, api_signal_url
 from cellar.orchestration.stacks import Stack
-from orchestration.no_cloud import no_cloud_stacks
+from orchestration.no_cloud import WatchedSignals, no_cloud_stacks
 
 TEMPLATE: dict[str, Any] = {
     "heat_template_version": "2018-08-31",
@@ -46,11 +46,16 @@ TEMPLATE: dict[str, Any] = {
 
 
 @pytest.fixture
-def stacks(sessions: sessionmaker[Session]) -> Iterator[LocalStackService]:
+def signals(sessions: sessionmaker[Session]) -> WatchedSignals:
+    return WatchedSignals(DbSignalStore(sessions))
+
+
+@pytest.fixture
+def stacks(sessions: sessionmaker[Session], signals: WatchedSignals) -> Iterator[LocalStackService]:
     service = no_cloud_stacks(
         signal_url=api_signal_url("http://control-plane:8779"),
         store=DbStackStore(sessions),
-        signals=DbSignalStore(sessions),
+        signals=signals,
         poll_interval=0.02,
     )
     yield service
@@ -99,7 +104,7 @@ def test_an_agents_token_signal_completes_the_wait_condition(
 
 
 def test_a_wrong_or_missing_token_is_refused_and_counts_for_nothing(
-    client: TestClient, stacks: LocalStackService
+    client: TestClient, stacks: LocalStackService, signals: WatchedSignals
 ) -> None:
     stack_id = stacks.create("s1", TEMPLATE, {"count": 2})
     path, token = _handle(stacks, stack_id)
@@ -111,7 +116,7 @@ def test_a_wrong_or_missing_token_is_refused_and_counts_for_nothing(
     for _ in range(2):
         r = client.post(path, json={"id": "a"}, headers={"X-Auth-Token": token})
         assert r.status_code == 200
-    time.sleep(0.2)
+    signals.read_again()  # the engine has seen them, and still waits
     assert stacks.get(stack_id).status == "CREATE_IN_PROGRESS"
     r = client.post(path, json={"id": "b"}, headers={"X-Auth-Token": token})
     assert _settled(stacks, stack_id).status == "CREATE_COMPLETE"

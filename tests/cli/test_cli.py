@@ -45,8 +45,12 @@ def test_instance_commands_against_a_running_server(served: dict[str, str]) -> N
     run("instance", "resize-volume", iid, "3", "--wait")
     shown = run("instance", "show", iid)
     assert "status: ACTIVE" in shown and "flavor: 2" in shown and "volume: 3" in shown
+    cloud = FakeCloud(Path(served["CELLAR_STATE_DIR"]) / "fake-cloud.sqlite")
     run("instance", "reboot", iid, "--wait")
+    assert cloud.call_count("compute.reboot_server") == 1  # the server was rebooted
     run("instance", "restart", iid, "--wait")
+    assert cloud.call_count("guest.restart") == 1  # and its datastore restarted
+    assert cloud.call_count("compute.reboot_server") == 1
     assert "deleted" in run("instance", "delete", iid, "--wait")
     assert iid not in run("instance", "list")
 

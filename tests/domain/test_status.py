@@ -137,18 +137,24 @@ DERIVED = [
     (T.BACKING_UP, S.ACTIVE, V.RUNNING, "BACKUP"),
     (T.RESTART_REQUIRED, S.ACTIVE, V.RUNNING, "RESTART_REQUIRED"),
     (T.RESTART_REQUIRED, S.ERROR, V.RUNNING, "RESTART_REQUIRED"),
+    # DELETING (Trove master's `SimpleInstance.status`, after the action tasks): SHUTDOWN
+    # while the server is ACTIVE, SHUTDOWN or DELETED (a missing server is faked as
+    # SHUTDOWN), else ERROR, whatever the datastore says and before the server's status.
+    (T.DELETING, S.ACTIVE, V.RUNNING, "SHUTDOWN"),
+    (T.DELETING, S.DELETED, V.SHUTDOWN, "SHUTDOWN"),
+    (T.DELETING, None, V.UNKNOWN, "SHUTDOWN"),
+    (T.DELETING, S.SHUTOFF, V.SHUTDOWN, "ERROR"),
+    (T.DELETING, S.ERROR, V.RUNNING, "ERROR"),
+    (T.DELETING, S.REBOOT, V.SHUTDOWN, "ERROR"),
+    (T.DELETING, S.RESIZE, V.RUNNING, "ERROR"),
+    (T.DELETING, S.VERIFY_RESIZE, V.RUNNING, "ERROR"),
+    (T.DELETING, S.BUILD, V.NEW, "ERROR"),
     # 4. the server's BUILD, ERROR, REBOOT, RESIZE; VERIFY_RESIZE shows as RESIZE
     (T.NONE, S.BUILD, V.RUNNING, "BUILD"),
     (T.NONE, S.ERROR, V.RUNNING, "ERROR"),
     (T.NONE, S.REBOOT, V.RUNNING, "REBOOT"),
     (T.NONE, S.RESIZE, V.RUNNING, "RESIZE"),
     (T.NONE, S.VERIFY_RESIZE, V.RUNNING, "RESIZE"),
-    (T.DELETING, S.ERROR, V.RUNNING, "ERROR"),
-    (T.DELETING, S.REBOOT, V.SHUTDOWN, "REBOOT"),
-    # 6. DELETING is SHUTDOWN (5, a running backup, has no counterpart yet)
-    (T.DELETING, S.ACTIVE, V.RUNNING, "SHUTDOWN"),
-    (T.DELETING, S.SHUTOFF, V.SHUTDOWN, "SHUTDOWN"),
-    (T.DELETING, None, V.UNKNOWN, "SHUTDOWN"),
     # 7. a PAUSED datastore (during a reboot) is REBOOT, a NEW one BUILD
     (T.NONE, S.ACTIVE, V.PAUSED, "REBOOT"),
     (T.NONE, S.ACTIVE, V.NEW, "BUILD"),

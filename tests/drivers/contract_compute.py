@@ -87,8 +87,11 @@ class ComputeContract:
 
     def test_reboot_returns_to_active(self, services: Services, wait: Wait) -> None:
         server = active_server(services, wait)
+        booted = services.compute.get_server(server.id).extra["boots"]
         services.compute.reboot_server(server.id)
-        assert wait.server(services, server.id, ServerStatus.ACTIVE).flavor_id == SMALL.id
+        rebooted = wait.server(services, server.id, ServerStatus.ACTIVE)
+        assert rebooted.flavor_id == SMALL.id
+        assert rebooted.extra["boots"] == booted + 1  # it really booted again
 
     def test_resize_then_confirm(self, services: Services, wait: Wait) -> None:
         server = verify_resize_server(services, wait)

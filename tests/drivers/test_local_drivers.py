@@ -27,6 +27,8 @@ from cellar.drivers import registry
 from cellar.drivers.compute.base import ServerError
 from cellar.drivers.fake import FakeCloud, fake_services
 from cellar.drivers.local import LocalCompute, LocalNetwork, LocalVolume, local_drivers
+from cellar.drivers.local.dns import LocalDNSDriver
+from cellar.drivers.local.guest import LocalGuestDriver
 from cellar.drivers.registry import Services
 from cellar.drivers.volume.base import VolumeStatus
 from cellar.localcloud.cleanup import infrastructure, leftovers, teardown
@@ -163,9 +165,8 @@ def test_another_process_sees_the_same_servers(
 
 
 def test_the_registry_builds_the_local_backend(settings: Settings) -> None:
-    pytest.importorskip("cellar.drivers.local.dns")
-    pytest.importorskip("cellar.drivers.local.guest")
     built = registry.build_services(settings.with_(backend="local"))
     assert isinstance(built.compute, LocalCompute) and isinstance(built.volume, LocalVolume)
     assert isinstance(built.network, LocalNetwork)
+    assert isinstance(built.dns, LocalDNSDriver) and isinstance(built.guest, LocalGuestDriver)
     assert infrastructure(settings)  # the bridge and the host's table are up

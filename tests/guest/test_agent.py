@@ -189,10 +189,14 @@ def test_the_agent_prepares_serves_commands_and_reports(server: Server) -> None:
     wait_until(server.row, lambda r: r.service_status == "SHUTDOWN", "a SHUTDOWN heartbeat")
     driver.start_db(iid)
     assert driver.status(iid).service is RUNNING
+    with server.connect() as conn:
+        started = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
     driver.restart(iid)
     assert driver.status(iid).service is RUNNING
     with server.connect() as conn:
         assert conn.execute("SELECT body FROM notes").fetchall() == [("kept",)]
+        restarted = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    assert started is not None and restarted is not None and restarted[0] > started[0]
     wait_until(server.row, lambda r: r.service_status == "RUNNING", "a RUNNING heartbeat")
 
     driver.resize_fs(iid)

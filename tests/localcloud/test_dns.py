@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,10 +198,10 @@ def test_serve_forever_returns_on_stop(settings: Settings) -> None:
     thread = threading.Thread(target=handle.serve_forever)
     thread.start()
     try:
-        for _ in range(100):
-            if handle.running:
-                break
-            threading.Event().wait(0.01)
+        deadline = time.monotonic() + 10
+        while not handle.running:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
         assert query(handle.port, "x.cellar.internal").header.rcode == RCODE.NXDOMAIN
     finally:
         handle.stop()

@@ -186,6 +186,33 @@ def test_sigkill_of_serve_keeps_instances_running(local_env: dict[str, str]) -> 
         delete_all(served, [iid])
 
 
+def data_filesystem_bytes(env: dict[str, str], iid: str) -> int:
+    """The size of the filesystem the instance's data lives on, as the host sees it."""
+    from cellar.domain.specs import resource_name
+    from cellar.localcloud.servers import Servers, state_path
+    from cellar.localcloud.state import CloudState
+
+    settings = local_settings(env)
+    servers = Servers(settings, CloudState(state_path(settings)))
+    server = servers.find(resource_name(iid))
+    assert server is not None
+    fs = os.statvfs(servers.data_dir(server.id))
+    return fs.f_blocks * fs.f_frsize
+
+
+def database_bytes(env: dict[str, str]) -> bytes:
+    """Every byte of the control plane's SQLite database (its WAL too, freed pages too)."""
+    path = Path(env["CELLAR_STATE_DIR"]) / "cellar.sqlite"
+    return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def postmaster_started(address: str) -> Any:
+    with connect(address) as conn:
+        row = conn.execute("SELECT pg_postmaster_start_time()").fetchone()
+    assert row is not None
+    return row[0]
+
+
 def test_grow_online_resize_and_reboot_keep_the_data(local_env: dict[str, str]) -> None:
     import threading
 
@@ -194,6 +221,10 @@ def test_grow_online_resize_and_reboot_keep_the_data(local_env: dict[str, str]) 
         address = wait_active(http, iid)["ip"][0]
         with connect(address) as conn:
             conn.execute("CREATE TABLE rows (v int)")
+        size_before = data_filesystem_bytes(local_env, iid)
+        started_before = postmaster_started(address)
+        # The user's password reached the database, and never the control plane's.
+        assert PASSWORD.encode() not in database_bytes(local_env)
         written: list[int] = []
         failures: list[BaseException] = []
         stop = threading.Event()
@@ -218,6 +249,10 @@ def test_grow_online_resize_and_reboot_keep_the_data(local_env: dict[str, str]) 
             thread.join()
         assert failures == [] and len(written) > 0
         assert inst["volume"]["size"] == 2 and not inst.get("fault")
+        # The filesystem grew online (from 1 GB to 2), the database never stopped.
+        size_after = data_filesystem_bytes(local_env, iid)
+        assert size_after > 1.5 * size_before, (size_before, size_after)
+        assert postmaster_started(address) == started_before
 
         for action in ({"resize": {"flavorRef": "2"}}, {"reboot": {}}, {"restart": {}}):
             assert http.post(f"/instances/{iid}/action", json=action).status_code == 202
@@ -225,6 +260,11 @@ def test_grow_online_resize_and_reboot_keep_the_data(local_env: dict[str, str]) 
             assert not inst.get("fault"), (action, inst)
             with connect(address) as conn:
                 assert conn.execute("SELECT count(*) FROM rows").fetchone() == (len(written),)
+            # PostgreSQL was really started again (a resize and a reboot restart the
+            # server, a restart the database).
+            started = postmaster_started(address)
+            assert started > started_before, (action, started_before, started)
+            started_before = started
         assert inst["flavor"]["id"] == "2"
         delete_all(served, [iid])
 
@@ -244,12 +284,24 @@ def test_orchestrated_instance_on_the_local_cloud(local_env: dict[str, str]) -> 
         with connect(inst["ip"][0]) as conn:
             conn.execute("CREATE TABLE s (v int)")
             conn.execute("INSERT INTO s VALUES (1), (2)")
+        # The guest's secret went to the server as a hidden stack parameter, kept sealed.
+        from cellar.drivers.local.guest import LocalGuestDriver
+
+        secret = LocalGuestDriver(local_settings(env)).secret(iid)
+        stored = database_bytes(env)
+        assert secret.encode() not in stored and PASSWORD.encode() not in stored
+        size_before = data_filesystem_bytes(env, iid)
         for action in ({"resize": {"volume": {"size": 2}}}, {"reboot": {}}):
+            started_before = postmaster_started(inst["ip"][0])
             assert http.post(f"/instances/{iid}/action", json=action).status_code == 202
             inst = wait_active(http, iid)
             assert not inst.get("fault"), (action, inst)
             with connect(inst["ip"][0]) as conn:
                 assert conn.execute("SELECT count(*) FROM s").fetchone() == (2,)
+            if "reboot" in action:  # the server was really rebooted: PostgreSQL started anew
+                assert postmaster_started(inst["ip"][0]) > started_before
+            else:
+                assert data_filesystem_bytes(env, iid) > 1.5 * size_before
         assert inst["volume"]["size"] == 2
         delete_all(served, [iid])
         audit = cellar(env, "audit")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from cellar.db.engine import make_engine
 from cellar.db.migrate import upgrade
@@ -25,6 +26,7 @@ from cellar.orchestration.local.store import (
     StackStore,
     now,
 )
+from cellar.orchestration.local.template import HIDDEN, parse_template
 
 from .no_cloud import no_cloud_stacks
 
@@ -288,3 +290,48 @@ def test_a_stopped_service_leaves_its_cancelled_operation_to_be_retried(
         wait_for(lambda: second.get(stack_id).status == "UPDATE_COMPLETE")
     finally:
         second.close()
+
+
+def test_a_hidden_parameter_is_kept_sealed_and_shown_masked(
+    db: Callable[[], Engine], tmp_path: Path
+) -> None:
+    """As Heat with `encrypt_parameters_and_properties`: a hidden parameter's value, and
+    the resolved properties it ends up in, are stored sealed with the key kept outside
+    the database; the engine still resolves it, and what an operator is shown masks it."""
+    secret = "guest-secret-9c2e41"
+    key = tmp_path / "secret.key"
+    template = hot(
+        {"server": test_resource(value={"list_join": ["", ["{secret: ", {"get_param": "s"}]]})},
+        parameters={
+            "s": {"type": "string", "hidden": True, "default": ""},
+            "plain": {"type": "string", "default": "x"},
+        },
+        outputs={"out": {"value": {"get_attr": ["server", "output"]}}},
+    )
+    engine = db()
+    service = no_cloud_stacks(store=DbStackStore(engine, secret_key_path=key), poll_interval=0.005)
+    try:
+        stack_id = service.create("test", template, {"s": secret, "plain": "shown"})
+        wait_for(lambda: service.get(stack_id).status == "CREATE_COMPLETE")
+        assert service.get(stack_id).outputs["out"] == "{secret: " + secret  # resolved
+        reopened = DbStackStore(db(), secret_key_path=key)  # another process, same key
+        record = reopened.load_stack(stack_id)
+        assert record.parameters == {"s": secret, "plain": "shown"}
+        assert parse_template(record.template).shown_parameters(record.parameters) == {
+            "s": HIDDEN,
+            "plain": "shown",
+        }
+        (server,) = reopened.load_resources(stack_id)
+        assert secret in json.dumps(server.properties)
+        assert all(secret not in e.reason for e in service.events(stack_id))
+    finally:
+        service.close()
+    with engine.connect() as conn:
+        stored = [
+            json.dumps(
+                [list(row) for row in conn.execute(text(f"SELECT * FROM {table}"))], default=str
+            )
+            for table in ("stacks", "stack_resources", "stack_events")
+        ]
+    assert all(secret not in dump for dump in stored)
+    assert "shown" in stored[0]  # a parameter that is not hidden is kept as given

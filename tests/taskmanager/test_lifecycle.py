@@ -47,11 +47,23 @@ def test_create_resize_grow_reboot_restart_delete(plane: ControlPlane) -> None:
     assert (inst["status"], inst["volume"]["size"]) == ("ACTIVE", 3)
     assert plane.services.volume.list_volumes()[0].size_gb == 3
 
-    for action in ({"reboot": {}}, {"restart": {}}):
+    def boots() -> int:
+        [server] = plane.services.compute.list_servers()
+        return int(server.extra["boots"])
+
+    # A reboot reboots the server (the compute driver was asked, and it booted once
+    # more); a restart restarts the datastore through the guest, and boots nothing.
+    for action, called, booted in (
+        ({"reboot": {}}, "compute.reboot_server", 1),
+        ({"restart": {}}, "guest.restart", 0),
+    ):
+        calls, boots_before = plane.cloud.call_count(called), boots()
         plane.action(iid, action)
         assert plane.show(iid)["status"] == "REBOOT"
         plane.run()
         assert plane.show(iid)["status"] == "ACTIVE"
+        assert plane.cloud.call_count(called) == calls + 1, action
+        assert boots() == boots_before + booted, action
 
     plane.delete(iid)
     plane.run()

@@ -56,9 +56,15 @@ def test_orchestrated_instance_lives_in_its_stack(tmp_path: Path) -> None:
         assert plane.show(iid)["volume"]["size"] == 2
         assert plane.services.volume.list_volumes()[0].size_gb == 2
 
+        reboots = plane.cloud.call_count("compute.reboot_server")
+        [server] = plane.services.compute.list_servers()
         plane.action(iid, {"reboot": {}})
         plane.run()
         assert plane.show(iid)["status"] == "ACTIVE"
+        # The stack's server was really rebooted.
+        assert plane.cloud.call_count("compute.reboot_server") == reboots + 1
+        [rebooted] = plane.services.compute.list_servers()
+        assert rebooted.extra["boots"] == server.extra["boots"] + 1
 
         plane.delete(iid)
         plane.run()

@@ -13,11 +13,19 @@ from cellar.api.schemas import DatastoreRef, InstanceCreate
 from cellar.config import Settings
 from cellar.db import catalog
 from cellar.db.instances import create_instance
-from cellar.db.jobs import submit_job
+from cellar.db.jobs import SEALED, submit_job
 from cellar.db.models import Datastore, DatastoreVersion, Flavor, Instance
+from cellar.db.sealing import seal
 from cellar.db.security_groups import create_security_group
 from cellar.domain.errors import BadRequest, NotFound
-from cellar.domain.specs import DatabaseSpec, InstanceSpec, UserSpec, spec_to_dict
+from cellar.domain.specs import (
+    DatabaseSpec,
+    InstanceSpec,
+    UserSpec,
+    spec_passwords,
+    spec_to_dict,
+    without_passwords,
+)
 from cellar.taskmanager.kinds import JobKind
 
 DEFAULT_DATASTORE = "postgresql"
@@ -139,11 +147,13 @@ def provision(
         is_public=access.is_public if access is not None else False,
         provisioning_engine=provisioning_engine,
     )
+    # The users' passwords stay in the job only sealed, until the guest has them (the
+    # flow's `secrets.forget` step drops them): a crash before then resumes with them.
+    args: dict[str, Any] = {"spec": spec_to_dict(without_passwords(spec))}
+    if spec.users:
+        args[SEALED] = seal(settings.secret_key_path, {"passwords": spec_passwords(spec)})
     submit_job(
-        session,
-        kind=JobKind.PROVISION_INSTANCE.value,
-        instance_id=spec.instance_id,
-        args={"spec": spec_to_dict(spec)},
+        session, kind=JobKind.PROVISION_INSTANCE.value, instance_id=spec.instance_id, args=args
     )
     return row, (datastore.name, version.name)
 

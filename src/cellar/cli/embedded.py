@@ -34,7 +34,7 @@ def issue_token(settings: Settings, project: str) -> str:
     try:
         upgrade(engine)
         with transaction(make_session_factory(engine)) as session:
-            return tokens.issue_token(session, project_id=project)
+            return tokens.issue_token(session, project_id=project, ttl_s=settings.token_ttl_s)
     finally:
         engine.dispose()
 

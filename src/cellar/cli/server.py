@@ -21,7 +21,7 @@ import click
 
 from cellar.cli.options import settings_from, settings_options
 from cellar.config import Settings
-from cellar.db.engine import make_engine, make_session_factory, transaction
+from cellar.db.engine import displayed_url, make_engine, make_session_factory, transaction
 from cellar.db.migrate import upgrade
 
 log = logging.getLogger("cellar")
@@ -317,16 +317,48 @@ def token() -> None:
 @settings_options
 @click.option("--project", required=True, help="The project the token acts for.")
 @click.option("--admin", is_flag=True, help="The token sees every project.")
-def token_issue(project: str, admin: bool, **cli: Any) -> None:
+@click.option(
+    "--ttl",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Seconds the token is valid (default: CELLAR_TOKEN_TTL_S, a day).",
+)
+def token_issue(project: str, admin: bool, ttl: float | None, **cli: Any) -> None:
     """Print a new token; the last line of output is the token alone."""
     from cellar.db.tokens import issue_token
 
     settings = settings_from(**cli)
+    ttl_s = settings.token_ttl_s if ttl is None else ttl
     engine = _migrated(settings)
     with transaction(make_session_factory(engine)) as s:
-        value = issue_token(s, project_id=project, is_admin=admin)
-    click.echo(f"# token for project {project}{' (admin)' if admin else ''}", err=True)
+        value = issue_token(s, project_id=project, is_admin=admin, ttl_s=ttl_s)
+    click.echo(
+        f"# token for project {project}{' (admin)' if admin else ''}, valid {ttl_s:g} s",
+        err=True,
+    )
     click.echo(value)
+
+
+@token.command("revoke")
+@settings_options
+@click.option(
+    "--token",
+    "value",
+    envvar="CELLAR_REVOKE_TOKEN",
+    prompt=True,
+    hide_input=True,
+    help="The token to revoke (env CELLAR_REVOKE_TOKEN; asked for when not given).",
+)
+def token_revoke(value: str, **cli: Any) -> None:
+    """Revoke a token: every request that carries it gets 401 from now on."""
+    from cellar.db.tokens import revoke_token
+
+    engine = _migrated(settings_from(**cli))
+    with transaction(make_session_factory(engine)) as s:
+        revoked = revoke_token(s, token=value.strip())
+    if not revoked:
+        raise click.ClickException("no such token (already revoked, or never issued)")
+    click.echo("token revoked")
 
 
 @click.group()
@@ -340,7 +372,7 @@ def db_upgrade(**cli: Any) -> None:
     """Apply every Alembic migration not yet applied."""
     settings = settings_from(**cli)
     _migrated(settings)
-    click.echo(f"database at {settings.database_url} is up to date")
+    click.echo(f"database at {displayed_url(settings.database_url)} is up to date")
 
 
 @click.command()

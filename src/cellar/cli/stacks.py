@@ -25,7 +25,10 @@ console = Console()
 
 def _store(cli: dict[str, Any]) -> DbStackStore:
     settings = settings_from(**cli)
-    return DbStackStore(make_session_factory(make_engine(settings.database_url)))
+    return DbStackStore(
+        make_session_factory(make_engine(settings.database_url)),
+        secret_key_path=settings.secret_key_path,
+    )
 
 
 def _stack(store: DbStackStore, stack_id: str) -> StackRecord:

@@ -9,12 +9,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`; SQLite gets WAL, a busy timeout and immediate transactions.
+
+    Bound parameters (passwords, tokens' hashes, job arguments) never appear in an
+    error's message or a log: `hide_parameters`.
 
     Every SQLite transaction starts with BEGIN IMMEDIATE: two writers then queue on the
     busy timeout instead of one failing with "database is locked" when it upgrades a
@@ -25,7 +28,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(
-            url, connect_args={"check_same_thread": False, "timeout": 30}, **kwargs
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            hide_parameters=True,
+            **kwargs,
         )
 
         @event.listens_for(engine, "connect")
@@ -47,7 +53,12 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url[len("postgresql://") :]
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    return create_engine(url, pool_pre_ping=True, hide_parameters=True, **kwargs)
+
+
+def displayed_url(url: str) -> str:
+    """`url` as it may be printed or logged: its password masked (`***`)."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -103,14 +103,32 @@ def renew_leases(session: Session, *, owner: str, job_ids: list[str], lease_s: f
 
 
 def finish_job(session: Session, *, job_id: str, owner: str, error: str | None = None) -> bool:
-    """Mark a job done; False if this owner no longer held it (fencing)."""
+    """Mark a job done; False if this owner no longer held it (fencing). A finished job
+    keeps no sealed secret, however it ended (a failed create never used them)."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.owner == owner, Job.state == RUNNING)
         .values(state=FAILED if error else SUCCEEDED, error=error, updated=utcnow())
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    finished = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if finished:
+        forget_sealed(session, job_id=job_id)
+    return finished
+
+
+SEALED = "sealed"  # the key of a job's sealed secrets in its args (`cellar.db.sealing`)
+
+
+def forget_sealed(session: Session, *, job_id: str) -> bool:
+    """Drop a job's sealed secrets once they were used; False if it had none (left)."""
+    job = session.get(Job, job_id)
+    if job is None or SEALED not in job.args:
+        return False
+    job.args = {k: v for k, v in job.args.items() if k != SEALED}
+    job.updated = utcnow()
+    session.flush()
+    return True
 
 
 def unfinished_jobs(session: Session, *, instance_id: str) -> list[Job]:

@@ -237,6 +237,8 @@ class Token(Base):
     project_id: Mapped[str] = mapped_column(String(255))
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created: Mapped[datetime] = mapped_column(DateTime)
+    # Valid until then (naive UTC); a revoked token is deleted.
+    expires: Mapped[datetime] = mapped_column(DateTime)
 
 
 class TaskflowPath(Base):

@@ -6,6 +6,12 @@ short transaction of its own, so the engine's threads may call it concurrently.
 
 `fail_interrupted_stacks` fails what dead engines left ``*_IN_PROGRESS`` on a store no
 engine runs on: such operations can no longer end by themselves.
+
+As Heat does with `encrypt_parameters_and_properties`, a store given the deployment's
+secret key (`secret_key_path`) keeps the values of a stack's hidden parameters (the
+guest's secret) and every resource's resolved properties (where those values end up, in
+a server's user data) sealed at rest (`cellar.db.sealing`); the records it returns hold
+them opened. Without a key (tests' throwaway stores) they are kept as given.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, delete, insert, inspect, select
@@ -21,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cellar.db.engine import make_session_factory, transaction
 from cellar.db.models import Base, Stack, StackEvent, StackResource, StackSignal
+from cellar.db.sealing import seal, unseal
 from cellar.domain.errors import NotFound
 from cellar.orchestration.local.cloud_base import stored_signal
 from cellar.orchestration.local.store import (
@@ -71,20 +79,52 @@ def _upsert(session: Session, model: type[Base], values: dict[str, Any]) -> None
     session.merge(model(**values))
 
 
+SEALED = "$sealed"  # a value kept sealed: {"$sealed": "<Fernet token>"}
+
+
+def hidden_parameters(template: Mapping[str, Any]) -> set[str]:
+    """The names of the template's parameters declared `hidden: true`."""
+    declared = template.get("parameters") or {}
+    return {n for n, p in declared.items() if isinstance(p, Mapping) and p.get("hidden")}
+
+
+class _Sealer:
+    def __init__(self, key_path: Path | None) -> None:
+        self.key_path = key_path
+
+    def seal(self, value: Any) -> Any:
+        if self.key_path is None:
+            return value
+        return {SEALED: seal(self.key_path, {"value": value})}
+
+    def open(self, value: Any) -> Any:
+        if self.key_path is None or not (isinstance(value, dict) and set(value) == {SEALED}):
+            return value
+        return unseal(self.key_path, value[SEALED])["value"]
+
+
 class DbStackStore:
     """A `StackStore` in the database; safe to use from several threads."""
 
-    def __init__(self, bind: Engine | sessionmaker[Session]) -> None:
+    def __init__(
+        self, bind: Engine | sessionmaker[Session], *, secret_key_path: Path | None = None
+    ) -> None:
         self._factory = make_session_factory(bind) if isinstance(bind, Engine) else bind
+        self._sealer = _Sealer(secret_key_path)
 
     # Stacks ------------------------------------------------------------------------------
 
     def save_stack(self, stack: StackRecord) -> None:
+        hidden = hidden_parameters(stack.template)
+        parameters = {
+            name: self._sealer.seal(value) if name in hidden else value
+            for name, value in _jsonable(stack.parameters).items()
+        }
         values = {
             "id": stack.id,
             "name": stack.name,
             "template": _jsonable(stack.template),
-            "parameters": _jsonable(stack.parameters),
+            "parameters": parameters,
             "action": stack.action,
             "status": stack.status,
             "status_reason": stack.status_reason,
@@ -100,17 +140,17 @@ class DbStackStore:
             row = session.get(Stack, stack_id)
             if row is None:
                 raise NotFound("Stack", stack_id)
-            return _stack(row)
+            return _stack(row, self._sealer)
 
     def list_stacks(self) -> list[StackRecord]:
         with transaction(self._factory, readonly=True) as session:
             rows = session.scalars(select(Stack).order_by(Stack.created, Stack.id))
-            return [_stack(row) for row in rows]
+            return [_stack(row, self._sealer) for row in rows]
 
     def find_stacks(self, name: str) -> list[StackRecord]:
         with transaction(self._factory, readonly=True) as session:
             query = select(Stack).where(Stack.name == name).order_by(Stack.created, Stack.id)
-            return [_stack(row) for row in session.scalars(query)]
+            return [_stack(row, self._sealer) for row in session.scalars(query)]
 
     # Resources ---------------------------------------------------------------------------
 
@@ -124,7 +164,7 @@ class DbStackStore:
             "action": resource.action,
             "status": resource.status,
             "status_reason": resource.status_reason,
-            "properties": _jsonable(resource.properties),
+            "properties": self._sealer.seal(_jsonable(resource.properties)),
             "data": _jsonable(resource.data),
             "requires": list(resource.requires),
             "current": resource.current,
@@ -149,7 +189,7 @@ class DbStackStore:
                 .where(StackResource.stack_id == stack_id)
                 .order_by(StackResource.created, StackResource.id)
             )
-            return [_resource(row) for row in rows]
+            return [_resource(row, self._sealer) for row in rows]
 
     # Events ------------------------------------------------------------------------------
 
@@ -188,8 +228,9 @@ class DbStackStore:
 
 
 def current_resource(session: Session, stack_id: str, name: str) -> ResourceRecord:
-    """The current record of a live stack's resource `name`; NotFound names the stack or
-    the resource."""
+    """The current record of a live stack's resource `name` (its properties left as
+    stored, sealed or not: for its state and data); NotFound names the stack or the
+    resource."""
     stack = session.get(Stack, stack_id)
     if stack is None or (stack.action, stack.status) == ("DELETE", "COMPLETE"):
         raise NotFound("Stack", stack_id)
@@ -202,7 +243,7 @@ def current_resource(session: Session, stack_id: str, name: str) -> ResourceReco
     ).first()
     if row is None:
         raise NotFound("Resource", name)
-    return _resource(row)
+    return _resource(row, _Sealer(None))
 
 
 class DbSignalStore:
@@ -254,12 +295,12 @@ def _signal(row: StackSignal) -> dict[str, Any]:
     return {"status": row.status, "reason": row.reason, "data": row.data}
 
 
-def _stack(row: Stack) -> StackRecord:
+def _stack(row: Stack, sealer: _Sealer) -> StackRecord:
     return StackRecord(
         id=row.id,
         name=row.name,
         template=dict(row.template),
-        parameters=dict(row.parameters),
+        parameters={name: sealer.open(value) for name, value in row.parameters.items()},
         action=row.action,
         status=row.status,
         status_reason=row.status_reason,
@@ -269,7 +310,7 @@ def _stack(row: Stack) -> StackRecord:
     )
 
 
-def _resource(row: StackResource) -> ResourceRecord:
+def _resource(row: StackResource, sealer: _Sealer) -> ResourceRecord:
     return ResourceRecord(
         id=row.id,
         stack_id=row.stack_id,
@@ -279,7 +320,7 @@ def _resource(row: StackResource) -> ResourceRecord:
         action=row.action,
         status=row.status,
         status_reason=row.status_reason,
-        properties=dict(row.properties),
+        properties=dict(sealer.open(row.properties)),
         data=dict(row.data),
         requires=list(row.requires),
         current=row.current,

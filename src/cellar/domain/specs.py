@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NewType
 
 InstanceId = NewType("InstanceId", str)
@@ -119,6 +119,24 @@ def spec_from_dict(data: dict[str, Any]) -> InstanceSpec:
         for u in values.get("users", ())
     )
     return InstanceSpec(**values)
+
+
+def spec_passwords(spec: InstanceSpec) -> list[str]:
+    """The users' passwords of `spec`, in the order of its users."""
+    return [u.password for u in spec.users]
+
+
+def without_passwords(spec: InstanceSpec) -> InstanceSpec:
+    """`spec` with every user's password blanked: what a job may keep in the clear."""
+    return replace(spec, users=tuple(replace(u, password="") for u in spec.users))
+
+
+def with_passwords(spec: InstanceSpec, passwords: list[str]) -> InstanceSpec:
+    """`spec` with its users' passwords (`spec_passwords`' order) put back."""
+    if len(passwords) != len(spec.users):
+        raise ValueError(f"{len(passwords)} passwords for {len(spec.users)} users")
+    users = tuple(replace(u, password=p) for u, p in zip(spec.users, passwords, strict=True))
+    return replace(spec, users=users)
 
 
 def flavor_to_dict(flavor: FlavorSpec) -> dict[str, Any]:

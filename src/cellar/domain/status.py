@@ -139,6 +139,10 @@ ACTIONABLE_SERVICE = frozenset(
 )
 
 
+# The server states in which a DELETING instance shows as SHUTDOWN (None: no server).
+_DELETING_SHUTDOWN = frozenset({ServerStatus.ACTIVE, ServerStatus.DELETED, None})
+
+
 def derive_status(task: InstanceTask, server: ServerStatus | None, service: ServiceStatus) -> str:
     """The instance status a user sees, in the order Trove's `SimpleInstance.status` checks."""
     if task.is_error:
@@ -159,12 +163,15 @@ def derive_status(task: InstanceTask, server: ServerStatus | None, service: Serv
         return "BACKUP"
     if task is InstanceTask.RESTART_REQUIRED:
         return "RESTART_REQUIRED"
+    if task is InstanceTask.DELETING:
+        # Trove (master, `SimpleInstance.status`): SHUTDOWN while the server is ACTIVE,
+        # SHUTDOWN or DELETED (a server Nova no longer has counts as SHUTDOWN), ERROR in
+        # any other state (a SHUTOFF, REBOOT or ERROR server), before the server's own.
+        return "SHUTDOWN" if server in _DELETING_SHUTDOWN else "ERROR"
     if server in (ServerStatus.BUILD, ServerStatus.ERROR, ServerStatus.REBOOT, ServerStatus.RESIZE):
         return str(server.value)
     if server is ServerStatus.VERIFY_RESIZE:
         return "RESIZE"
-    if task is InstanceTask.DELETING:
-        return "SHUTDOWN"
     if service is ServiceStatus.PAUSED:
         return "REBOOT"
     if service is ServiceStatus.NEW:

@@ -97,6 +97,7 @@ class ServerInfo:
     netns: str
     data_dir: Path
     fault: str | None
+    boots: int = 0  # how many times it booted (its agent started on a fresh boot)
 
 
 def status(row: Resource) -> str:
@@ -309,7 +310,7 @@ class Servers:
         argv = list(self.agent_command(self.config_dir(row.id)))
         cgroups = ServerCgroups.from_data(row.data["cgroups"])
         pid = cgroups.spawn(row.data["netns"], argv, self.log_path(row.id))
-        return self._set(row, agent_pid=pid)
+        return self._set(row, agent_pid=pid, boots=int(row.data.get("boots", 0)) + 1)
 
     def revive_agents(self) -> list[str]:
         """Start again the agent of every running server whose agent died while the
@@ -403,6 +404,7 @@ class Servers:
             netns=d["netns"],
             data_dir=Path(d["data_dir"]),
             fault=d.get("fault"),
+            boots=int(d.get("boots", 0)),
         )
 
 

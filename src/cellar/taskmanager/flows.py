@@ -9,8 +9,11 @@ from typing import Any
 from taskflow import task
 from taskflow.patterns import linear_flow
 
+from cellar.db.engine import transaction
+from cellar.db.jobs import SEALED, forget_sealed
 from cellar.db.models import Job
-from cellar.domain.specs import flavor_from_dict, rule_from_dict, spec_from_dict
+from cellar.db.sealing import unseal
+from cellar.domain.specs import flavor_from_dict, rule_from_dict, spec_from_dict, with_passwords
 from cellar.domain.status import InstanceTask
 from cellar.resource_managers.base import ResourceManager
 from cellar.resource_managers.common import CreateStanza, OperationCancelled, restart_flow
@@ -36,6 +39,20 @@ class FinishTask(_Lifecycle):
         self.store.change_task(
             self.instance_id, InstanceTask.NONE, fault_message=None, fault_details=None
         )
+
+
+class ForgetSecrets(task.Task):  # type: ignore[misc]
+    """Once the guest has its users, the job's sealed passwords are dropped: nothing
+    later in the flow (or a resumed one, which starts after this step) needs them."""
+
+    def __init__(self, store: DbInstanceStore, job_id: str, *, name: str) -> None:
+        super().__init__(name=name)
+        self.store = store
+        self.job_id = job_id
+
+    def execute(self) -> None:
+        with transaction(self.store.sessions) as session:
+            forget_sealed(session, job_id=self.job_id)
 
 
 class MarkDeleted(_Lifecycle):
@@ -82,8 +99,12 @@ def build_flow(manager: ResourceManager, store: DbInstanceStore, job: Job) -> An
         steps = backup_steps(manager, store, job)
     elif kind is JobKind.PROVISION_INSTANCE:
         spec = spec_from_dict(args["spec"])
+        if SEALED in args:
+            secrets = unseal(manager.ctx.settings.secret_key_path, args[SEALED])
+            spec = with_passwords(spec, secrets["passwords"])
         steps = [
             manager.provision_instance(spec),
+            ForgetSecrets(store, job.id, name="secrets.forget"),
             CreateStanza(manager.ctx, spec, name="backup.stanza"),
             finish,
         ]

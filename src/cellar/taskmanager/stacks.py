@@ -29,7 +29,7 @@ def build_stack_service(
         with transaction(sessions, readonly=True) as session:
             return catalog.flavor_spec(catalog.get_flavor(session, flavor_id=flavor_id))
 
-    store = DbStackStore(sessions)
+    store = DbStackStore(sessions, secret_key_path=settings.secret_key_path)
     # What a dead engine left in progress is failed when a task manager resumes the job
     # of the stack's instance (`LocalStackService.take_over`), not here: other task
     # managers' engines may be running on the same database.

@@ -20,6 +20,7 @@ from cellar.orchestration.templates.instance import (
     instance_parameters,
 )
 
+from ..no_cloud import WatchedSignals
 from .conftest import LARGE, SMALL
 
 
@@ -112,7 +113,9 @@ def assert_empty(services: Services) -> None:
     assert services.dns.list_records() == []
 
 
-def test_create_waits_for_the_guest_signal(stacks: LocalStackService, services: Services) -> None:
+def test_create_waits_for_the_guest_signal(
+    stacks: LocalStackService, services: Services, signals: WatchedSignals
+) -> None:
     stack_id = create_waiting(stacks)
     [server] = services.compute.list_servers()
     [volume] = services.volume.list_volumes()
@@ -123,7 +126,7 @@ def test_create_waits_for_the_guest_signal(stacks: LocalStackService, services: 
     assert group.id in server.security_group_ids
     assert [(r.protocol, r.from_port, r.cidr) for r in group.rules] == [("tcp", 5432, "10.0.0.0/8")]
     assert record.name == spec().hostname and record.data == server.addresses[0]
-    time.sleep(0.05)
+    signals.read_again()  # the wait condition looked again, and still waits
     assert stacks.get(stack_id).status == "CREATE_IN_PROGRESS"
 
     with pytest.raises(StackError, match="invalid token"):

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from cellar.drivers.backup.base import BackupDriver, BackupError
 from cellar.drivers.base import DriverError, ServiceUnavailable
@@ -87,6 +88,12 @@ class FakeCloud:
         """Calls of `operation` made so far on this cloud (by any process), failed ones too."""
         with self._transaction() as tx:
             return tx.call_count(operation)
+
+    def peek(self, kind: str, resource_id: str) -> dict[str, Any] | None:
+        """For tests: a resource's stored data, read without counting a call."""
+        with self._transaction() as tx:
+            row = tx.get(kind, resource_id)
+            return None if row is None else dict(row.data)
 
     def close(self) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """The fake compute service: servers that build, reboot and resize in `latency_s`.
 
 A server's data holds its settled `status` and, while a change lasts, the `pending`
-status until `until`; `boot_at` is when the server last came up (the guest reads it).
+status until `until`; `boot_at` is when the server last came up (the guest reads it),
+`boots` how many times it booted (shown in `extra`: a test sees that a reboot happened).
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ from cellar.drivers.volume.base import VolumeInUse, VolumeStatus
 
 # Nova lets volumes be attached and detached in these states only.
 _ATTACHABLE = frozenset({ServerStatus.ACTIVE, ServerStatus.SHUTOFF, ServerStatus.VERIFY_RESIZE})
-_EXTRA_KEYS = ("image", "metadata", "flavor", "fault")
+_EXTRA_KEYS = ("image", "metadata", "flavor", "fault", "boots")
 
 
 def server_status(row: Row, now: float) -> ServerStatus:
     return ServerStatus(pending(row.data, now) or row.data["status"])
+
+
+def _boots(row: Row) -> int:
+    return int(row.data.get("boots", 1))
 
 
 def require_server(tx: Tx, server_id: str) -> Row:
@@ -92,6 +97,7 @@ class FakeCompute(ComputeDriver):
             "metadata": dict(metadata or {}),
             "user_data": dict(user_data or {}),
             "volume_ids": [],
+            "boots": 1,
         }
 
         def left_in_error(tx: Tx, error: DriverError) -> None:
@@ -127,7 +133,7 @@ class FakeCompute(ComputeDriver):
             row = require_server(tx, server_id)
             self._require_state(row, tx.now, ServerStatus.ACTIVE, "reboot")
             changes = settle_in("REBOOT", tx.now, self._cloud.latency_s)
-            tx.update(row.changed(boot_at=changes["until"], **changes))
+            tx.update(row.changed(boot_at=changes["until"], boots=_boots(row) + 1, **changes))
 
     def resize_server(self, server_id: str, flavor: FlavorSpec) -> None:
         with self._call("resize_server") as tx:
@@ -142,6 +148,7 @@ class FakeCompute(ComputeDriver):
                     flavor=asdict(flavor),
                     old_flavor=row.data["flavor"],
                     boot_at=changes["until"],
+                    boots=_boots(row) + 1,
                     **changes,
                 )
             )
@@ -162,6 +169,7 @@ class FakeCompute(ComputeDriver):
                     flavor=row.data["old_flavor"],
                     old_flavor=None,
                     boot_at=tx.now,
+                    boots=_boots(row) + 1,
                     pending=None,
                     until=None,
                 )

@@ -65,6 +65,17 @@ def wal_in(tx: Tx, guest: Row) -> int:
     return int(primary.data.get("lsn") or 0) if primary is not None else 0
 
 
+def _digest(password: str) -> str:
+    return hashlib.sha256(password.encode()).hexdigest()
+
+
+def prepared_users(cloud: FakeCloud, instance_id: str) -> dict[str, str]:
+    """For tests: the users a fake datastore was prepared with, each with its password's
+    sha256 (the fake keeps no password). Not a driver method: no call is counted."""
+    data = cloud.peek(GUEST, _key(instance_id)) or {}
+    return dict(data.get("user_digests", {}))
+
+
 class FakeGuest(GuestDriver):
     def __init__(self, cloud: FakeCloud) -> None:
         self._cloud = cloud
@@ -117,6 +128,9 @@ class FakeGuest(GuestDriver):
             raise GuestError(
                 f"Cannot prepare instance {instance_id}: server {server_id} is {state.value}."
             )
+        for i, user in enumerate(spec.users):
+            if not user.password:  # as the agent refuses it
+                raise GuestError(f"users[{i}].password must be a non-empty string")
         existing = tx.get(GUEST, _key(instance_id))
         if existing is not None and existing.parent == server_id:
             return
@@ -129,6 +143,8 @@ class FakeGuest(GuestDriver):
             **settle_in(ServiceStatus.BUILDING.value, tx.now, self._cloud.latency_s),
             **self._replication_data(tx, instance_id, replication),
             **accounts.seeded(spec),
+            # The users made, with their passwords' sha256 (`prepared_users`).
+            "user_digests": {u.name: _digest(u.password) for u in spec.users},
         }
         if repository is not None:
             data["stanza"] = repository.stanza

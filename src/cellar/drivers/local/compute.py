@@ -70,6 +70,7 @@ def _to_server(info: ServerInfo) -> Server:
         "flavor": asdict(info.flavor),
         "netns": info.netns,
         "data_dir": str(info.data_dir),
+        "boots": info.boots,
     }
     if info.fault:
         extra["fault"] = info.fault
