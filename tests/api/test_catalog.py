@@ -18,7 +18,7 @@ def test_flavors_list_and_show(api: Api) -> None:
     assert [f["name"] for f in flavors] == ["m1.tiny", "m1.small", "m1.medium", "m1.large"]
     small = api.get("/flavors/2").json()["flavor"]
     assert {k: small[k] for k in ("id", "str_id", "name", "ram", "vcpus")} == {
-        "id": "2",
+        "id": 2,
         "str_id": "2",
         "name": "m1.small",
         "ram": 1024,

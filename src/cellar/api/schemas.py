@@ -113,8 +113,18 @@ def _no_duplicates(names: list[str], what: str) -> None:
         seen.add(name)
 
 
+def _no_volume_type(value: Any) -> None:
+    """Trove's `volume.type` names a Cinder volume type; python-troveclient always sends
+    the key (`null` when none is chosen). No cloud of cellar's has volume types."""
+    if value is not None:
+        raise PydanticCustomError(
+            "volume_type", f"volume type {value!r} does not exist: leave it out or null"
+        )
+
+
 class VolumeCreate(StrictModel):
     size: VolumeSize
+    type: Annotated[None, BeforeValidator(_no_volume_type)] = None
 
 
 class DatastoreRef(StrictModel):

@@ -172,6 +172,18 @@ def derive_status(task: InstanceTask, server: ServerStatus | None, service: Serv
     return service.api_status
 
 
+def operating_status(task: InstanceTask, server: ServerStatus | None, service: ServiceStatus) -> str:
+    """The database's own state as Trove shows it since Wallaby (`operating_status`): empty
+    while a task runs or the server is not ACTIVE, else the datastore's status. A datastore
+    that accepts connections (RUNNING here) is HEALTHY, as Trove's guest calls one whose
+    health check passes."""
+    if task is not InstanceTask.NONE or server is not ServerStatus.ACTIVE:
+        return ""
+    if service is ServiceStatus.RUNNING:
+        return "HEALTHY"
+    return service.api_status
+
+
 def check_can_act(task: InstanceTask, server: ServerStatus | None, service: ServiceStatus) -> None:
     """Trove's `validate_can_perform_action`: refuse (422) unless the instance is idle."""
     status = derive_status(task, server, service)
