@@ -69,6 +69,12 @@ class Settings:
     backup_timeout_s: float = 3600.0
     # How often each task manager looks for scheduled backups that are due.
     backup_schedule_check_s: float = 30.0
+    # Default quotas of a project (Trove's `max_*_per_tenant`); -1 is unlimited. An
+    # administrator sets a project's own with `PUT /mgmt/quotas/{project}`.
+    quota_instances: int = 10
+    quota_ram_mb: int = -1
+    quota_volumes_gb: int = 40
+    quota_backups: int = 50
 
     def __post_init__(self) -> None:
         if not self.database_url:

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cellar.api.quota_checks import check_instances
 from cellar.api.restores import Restore
 from cellar.api.schemas import DatastoreRef, InstanceCreate
 from cellar.config import Settings
@@ -94,6 +95,13 @@ def provision(
         raise BadRequest("instance.volume", "is required (unless replica_of is given)")
     flavor = resolve_flavor(session, ref=request.flavorRef, field="instance.flavorRef")
     datastore, version = resolve_version(session, ref=request.datastore)
+    check_instances(
+        session,
+        project_id=project_id,
+        settings=settings,
+        flavors=[flavor],
+        volume_gb=request.volume.size,
+    )
     extra: dict[str, Any] = {}
     if restore is not None:
         if version.id != restore.version_id:

@@ -243,6 +243,12 @@ class NoArguments(StrictModel):
     """`{"restart": {}}`, `{"reboot": {}}`."""
 
 
+class ResetStatus(StrictModel):
+    """`{"reset_status": {}}`, or with Trove's `force_delete` key (its value is not read)."""
+
+    force_delete: Any = None
+
+
 class RuleCreate(StrictModel):
     group_id: Name
     cidr: Cidr
@@ -349,3 +355,10 @@ class BackupScheduleSet(StrictModel):
 
 class BackupScheduleRequest(StrictModel):
     backup_schedule: BackupScheduleSet
+
+
+class QuotaUpdateRequest(StrictModel):
+    """Trove's `PUT /mgmt/quotas/{project}`: `{"quotas": {"instances": 5}}`; a null limit
+    is skipped, as Trove does."""
+
+    quotas: dict[str, Annotated[int, Field(strict=True)] | None]

@@ -317,3 +317,13 @@ class StackSignal(Base):
     reason: Mapped[str] = mapped_column(Text)
     data: Mapped[Any | None] = mapped_column(JSON, nullable=True)
     created: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Quota(Base):
+    """A project's own limit of one resource (Trove's `quotas`); a resource without a row
+    has the default of the settings."""
+
+    __tablename__ = "quotas"
+    tenant_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)

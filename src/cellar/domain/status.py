@@ -83,6 +83,13 @@ def check_transition(current: InstanceTask, target: InstanceTask) -> None:
         raise InvalidTransition("The instance's task", current.value, target.value)
 
 
+def check_reset(current: InstanceTask) -> None:
+    """Trove's `reset_status` takes an instance to NONE from any task but DELETED: the
+    one change that overrides `TASK_TRANSITIONS`, for an administrator."""
+    if current is InstanceTask.DELETED:
+        raise InvalidTransition("The instance's task", current.value, InstanceTask.NONE.value)
+
+
 class ServerStatus(enum.Enum):
     """The compute server's state, mapped by each driver from the provider's own string."""
 
@@ -172,7 +179,9 @@ def derive_status(task: InstanceTask, server: ServerStatus | None, service: Serv
     return service.api_status
 
 
-def operating_status(task: InstanceTask, server: ServerStatus | None, service: ServiceStatus) -> str:
+def operating_status(
+    task: InstanceTask, server: ServerStatus | None, service: ServiceStatus
+) -> str:
     """The database's own state as Trove shows it since Wallaby (`operating_status`): empty
     while a task runs or the server is not ACTIVE, else the datastore's status. A datastore
     that accepts connections (RUNNING here) is HEALTHY, as Trove's guest calls one whose

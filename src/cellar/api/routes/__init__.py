@@ -18,6 +18,7 @@ from cellar.api.routes import (
     guest,
     instances,
     mgmt,
+    quotas,
     root,
     security_group_rules,
     security_groups,
@@ -38,6 +39,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     mgmt.router,
     backups.router,
     backup_schedules.router,
+    quotas.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]

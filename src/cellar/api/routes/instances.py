@@ -1,5 +1,6 @@
-"""`/instances`: create (200, BUILD; with `replica_of`, replicas), list with pagination,
-show, update (rename; detach a replica), delete (202)."""
+"""`/instances`: create (200, BUILD; with `replica_of`, replicas), list with pagination
+(also as Trove's `/instances/detail`), show, update (rename; detach a replica), delete
+(202)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ def _label(session: Session, row: Instance) -> tuple[str, str]:
 
 
 @router.get("/instances")
+@router.get("/instances/detail")
 def list_instances(
     ctx: Ctx,
     state: State,
