@@ -9,6 +9,7 @@ not the id exists. An admin sees any project's instance from any project's path;
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -26,7 +27,7 @@ from cellar.db import catalog
 from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.resets import reset_task
-from cellar.domain.errors import BadRequest, Forbidden
+from cellar.domain.errors import BadRequest, Forbidden, NotFound
 
 router = APIRouter(tags=["mgmt"])
 
@@ -110,3 +111,21 @@ def show_mgmt_instance(
         heartbeat_timeout_s=state.settings.guest_heartbeat_timeout_s,
     )
     return MgmtInstanceEnvelope(instance=view)
+
+
+# python-troveclient's `openstack database instance reboot NAME` looks the instance up by
+# name and then puts the `repr` of the object it found where the id belongs:
+# `/mgmt/instances/<Instance access=..., id=<uuid>, ...>/action` (a reboot by id is
+# well formed). Its own id is read back from that text, so the command works as typed.
+_CLIENT_REPR = re.compile(r"^<Instance .*?(?:^|[ ,])id=([0-9a-fA-F-]{36})[,>]", re.DOTALL)
+
+
+@router.post("/mgmt/instances/{reference:path}", status_code=202, include_in_schema=False)
+def mgmt_instance_action_by_repr(
+    reference: str, body: Annotated[dict[str, Any], Body()], ctx: Ctx, state: State
+) -> Response:
+    _admin(ctx)
+    found = _CLIENT_REPR.match(reference.removesuffix("/action"))
+    if not reference.endswith("/action") or found is None:
+        raise NotFound("Instance", reference)
+    return mgmt_instance_action(found.group(1), body, ctx, state)
