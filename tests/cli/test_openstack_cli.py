@@ -259,9 +259,7 @@ def test_limits_and_quotas(cloud: Cloud) -> None:
 def test_an_admin_lists_every_project(cloud: Cloud, tmp_path: Path) -> None:
     mine = cloud.user.json("database", "instance", "create", "mine", "--flavor", "1", "--size", "1")
     other = uuid.uuid4().hex
-    admin_elsewhere = Cli(
-        f"{cloud.served.url}/v1.0/{other}", cloud.admin.token, cloud.admin.home
-    )
+    admin_elsewhere = Cli(f"{cloud.served.url}/v1.0/{other}", cloud.admin.token, cloud.admin.home)
     theirs = admin_elsewhere.json(
         "database", "instance", "create", "theirs", "--flavor", "1", "--size", "1"
     )
