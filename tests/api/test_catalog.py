@@ -58,7 +58,8 @@ def test_versions_by_id_or_name(api: Api, sessions: sessionmaker[Session]) -> No
     assert [(v["name"], v["active"]) for v in versions] == [("15", True), ("16", False)]
     assert api.get("/datastores/postgresql/versions/15").json()["version"]["id"] == POSTGRESQL_15
     shown = api.get(f"/datastores/{POSTGRESQL}/versions/v16").json()["version"]
-    assert (shown["name"], shown["image"], shown["datastore"]) == (
+    assert (shown["name"], shown["version"], shown["image"], shown["datastore"]) == (
+        "16",
         "16",
         "postgresql-16",
         POSTGRESQL,

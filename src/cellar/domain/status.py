@@ -147,36 +147,51 @@ ACTIONABLE_SERVICE = frozenset(
 
 
 def derive_status(task: InstanceTask, server: ServerStatus | None, service: ServiceStatus) -> str:
-    """The instance status a user sees, in the order Trove's `SimpleInstance.status` checks."""
+    """The instance status a user sees, as Trove's `SimpleInstance.status` derives it since
+    Wallaby: from the task, then the server. The datastore's own state is shown apart, as
+    `operating_status`. (`service` stays in the signature; the status does not read it.)"""
+    del service
     if task.is_error:
         return "ERROR"
     if task is InstanceTask.DELETED:
         return "DELETED"
     if task is InstanceTask.BUILDING:
         return "ERROR" if server is ServerStatus.ERROR else "BUILD"
-    if task in (InstanceTask.REBOOTING, InstanceTask.RESTARTING):
-        return "REBOOT"
-    if task in (InstanceTask.RESIZING, InstanceTask.RESIZING_VOLUME):
-        return "RESIZE"
-    if task is InstanceTask.PROMOTING:
-        return "PROMOTE"
-    if task is InstanceTask.EJECTING:
-        return "EJECT"
+    by_task = _STATUS_OF_TASK.get(task)
+    if by_task is not None:
+        return by_task
+    if task is InstanceTask.DELETING:
+        # Trove: SHUTDOWN while the server is ACTIVE, shut down or gone; a server in any
+        # other state (ERROR, REBOOT, SHUTOFF is not among Trove's) is ERROR.
+        return "SHUTDOWN" if server in _DELETABLE_SERVERS else "ERROR"
     if task is InstanceTask.BACKING_UP:
         return "BACKUP"
-    if task is InstanceTask.RESTART_REQUIRED:
-        return "RESTART_REQUIRED"
-    if server in (ServerStatus.BUILD, ServerStatus.ERROR, ServerStatus.REBOOT, ServerStatus.RESIZE):
+    if server in _SHOWN_SERVER_STATES:
         return str(server.value)
     if server is ServerStatus.VERIFY_RESIZE:
         return "RESIZE"
-    if task is InstanceTask.DELETING:
-        return "SHUTDOWN"
-    if service is ServiceStatus.PAUSED:
-        return "REBOOT"
-    if service is ServiceStatus.NEW:
-        return "BUILD"
-    return service.api_status
+    return "UNKNOWN"
+
+
+_STATUS_OF_TASK = {
+    InstanceTask.REBOOTING: "REBOOT",
+    InstanceTask.RESTARTING: "REBOOT",
+    InstanceTask.RESIZING: "RESIZE",
+    InstanceTask.RESIZING_VOLUME: "RESIZE",
+    InstanceTask.RESTART_REQUIRED: "RESTART_REQUIRED",
+    InstanceTask.PROMOTING: "PROMOTE",
+    InstanceTask.EJECTING: "EJECT",
+}
+_DELETABLE_SERVERS = frozenset({ServerStatus.ACTIVE, ServerStatus.DELETED, None})
+_SHOWN_SERVER_STATES = frozenset(
+    {
+        ServerStatus.BUILD,
+        ServerStatus.ERROR,
+        ServerStatus.REBOOT,
+        ServerStatus.RESIZE,
+        ServerStatus.ACTIVE,
+    }
+)
 
 
 def operating_status(

@@ -56,6 +56,8 @@ class DatastoreView(View):
 class VersionView(View):
     id: str
     name: str
+    # Trove's version number (`datastore version list` shows it); a version's name here.
+    version: str
     datastore: str
     image: str
     active: bool
@@ -85,6 +87,7 @@ def version_view(row: DatastoreVersion, tenant_id: str, linker: Linker) -> Versi
     return VersionView(
         id=row.id,
         name=row.name,
+        version=row.name,
         datastore=row.datastore_id,
         image=row.image,
         active=row.active,
