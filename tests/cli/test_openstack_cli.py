@@ -10,7 +10,9 @@ instance as listed, the fake cloud's calls).
 
 Not here yet, built in parallel on other branches: `database configuration ...`,
 `database db ...`, `database user ...`, `database root ...` and `instance create
---configuration` (to be added to this suite when they land).
+--configuration` (to be added to this suite when they land), and the commands that send
+Trove's `PUT /instances/{id}` (`instance update`, `instance detach`), which comes with
+the configuration groups.
 """
 
 from __future__ import annotations
@@ -164,6 +166,7 @@ def test_an_instance_from_create_to_delete(cloud: Cloud) -> None:
     assert listed["ID"] == iid and listed["Name"] == "db1"
     assert (listed["Status"], listed["Operating Status"]) == ("ACTIVE", "HEALTHY")
     assert (listed["Flavor ID"], listed["Size"], listed["Public"]) == ("1", 1, True)
+    assert listed["Addresses"] == [{"address": cloud.instance(iid)["ip"][0], "type": "private"}]
     table = cloud.user.ok("database", "instance", "list")
     assert "| db1  | postgresql | 15" in table and "HEALTHY" in table
 
@@ -224,6 +227,30 @@ def test_reset_status_and_force_delete(cloud: Cloud) -> None:
     assert cloud.user.json("database", "instance", "list") == []
 
 
+def test_replicas(cloud: Cloud) -> None:
+    primary = cloud.user.json(
+        "database", "instance", "create", "pg", "--flavor", "1", "--size", "1"
+    )
+    cloud.wait_for(primary["id"], "ACTIVE")
+    replica = cloud.user.json("database", "instance", "create", "pg-r", "--replica-of", "pg")
+    assert replica["replica_of"] == primary["id"]
+    cloud.wait_for(replica["id"], "ACTIVE")
+    roles = {i["Name"]: i["Role"] for i in cloud.user.json("database", "instance", "list")}
+    assert roles == {"pg": "primary", "pg-r": "replica"}
+    shown = cloud.user.json("database", "instance", "show", "pg")
+    assert shown["replicas"] == replica["id"]
+
+    cloud.user.ok("database", "instance", "promote", "pg-r")
+    wait_until(
+        "the switchover",
+        lambda: cloud.instance(primary["id"]).get("replica_of", {}).get("id") == replica["id"],
+        timeout=60,
+    )
+    cloud.wait_for(replica["id"], "ACTIVE")
+    roles = {i["Name"]: i["Role"] for i in cloud.user.json("database", "instance", "list")}
+    assert roles == {"pg": "replica", "pg-r": "primary"}
+
+
 def test_limits_and_quotas(cloud: Cloud) -> None:
     project = cloud.served.project
     limits = cloud.user.ok("database", "limit", "list")
@@ -250,7 +277,16 @@ def test_limits_and_quotas(cloud: Cloud) -> None:
     over = cloud.user.fails("database", "instance", "resize", "volume", "a", "4")
     assert "Quota exceeded for resources: ['volumes']. (HTTP 413)" in over
     assert cloud.instance(first["id"])["volume"]["size"] == 2
+    # Backups count too.
+    cloud.admin.json("database", "quota", "update", project, "backups", "1")
+    backup = cloud.user.json("database", "backup", "create", "b1", "--instance", "a")
+    assert (backup["name"], backup["status"]) == ("b1", "NEW")
+    over = cloud.user.fails("database", "backup", "create", "b2", "--instance", "a")
+    assert "Quota exceeded for resources: ['backups']. (HTTP 413)" in over
+    assert [b["Name"] for b in cloud.user.json("database", "backup", "list")] == ["b1"]
+
     quota = fields(cloud.user.json("database", "quota", "show", project), "Resource")
+    assert quota["backups"]["In Use"] == 1
     assert (quota["instances"]["In Use"], quota["instances"]["Limit"]) == (1, 1)
     assert (quota["volumes"]["In Use"], quota["volumes"]["Limit"]) == (2, 3)
     assert quota["ram"]["In Use"] == 512

@@ -104,9 +104,16 @@ def list_instances(
             session, project_id=project, limit=limit, marker=marker
         )
         labels = catalog.version_labels(session, version_ids=(r.datastore_version_id for r in rows))
+        replicas = repo.replicas_by_primary(session, instance_ids=[r.id for r in rows])
     timeout = state.settings.guest_heartbeat_timeout_s
     views = [
-        instance_view(r, labels[r.datastore_version_id], linker, heartbeat_timeout_s=timeout)
+        instance_view(
+            r,
+            labels[r.datastore_version_id],
+            linker,
+            heartbeat_timeout_s=timeout,
+            replicas=replicas.get(r.id, ()),
+        )
         for r in rows
     ]
     links = None

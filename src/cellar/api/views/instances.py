@@ -43,6 +43,8 @@ class InstanceView(View):
     datastore: DatastoreLabel
     volume: VolumeView
     ip: list[str]
+    # Trove's (Ussuri on): each address with its type; `ip` is its older form.
+    addresses: list[dict[str, str]]
     hostname: str | None
     created: str | None
     updated: str | None
@@ -110,6 +112,7 @@ def instance_view(
         datastore=DatastoreLabel(type=label[0], version=label[1]),
         volume=VolumeView(size=row.volume_size),
         ip=[str(a) for a in row.addresses or []],
+        addresses=[{"address": str(a), "type": "private"} for a in row.addresses or []],
         hostname=row.hostname,
         created=isotime(row.created),
         updated=isotime(row.updated),
