@@ -91,6 +91,8 @@ def test_quota_update_is_for_administrators_and_checked(api: Api, admin: Api) ->
     assert "quotas.instances: limit -2 is too small" in fault_of(small, "badRequest", 400)
     text = admin.put("/mgmt/quotas/p1", json={"quotas": {"instances": "3"}})
     assert "quotas.instances" in fault_of(text, "badRequest", 400)
+    huge = admin.put("/mgmt/quotas/p1", json={"quotas": {"volumes": 2**40}})
+    assert "quotas.volumes: must be at most" in fault_of(huge, "badRequest", 400)
     assert quotas_of(api, "p1")["instances"]["limit"] == 2
 
 

@@ -357,8 +357,11 @@ class BackupScheduleRequest(StrictModel):
     backup_schedule: BackupScheduleSet
 
 
+MAX_QUOTA = 2**31 - 1
+
+
 class QuotaUpdateRequest(StrictModel):
     """Trove's `PUT /mgmt/quotas/{project}`: `{"quotas": {"instances": 5}}`; a null limit
     is skipped, as Trove does."""
 
-    quotas: dict[str, Annotated[int, Field(strict=True)] | None]
+    quotas: dict[str, Annotated[int, Field(strict=True, le=MAX_QUOTA)] | None]
