@@ -52,8 +52,10 @@ class Cli:
             "HOME": str(self.home),  # no clouds.yaml of the machine's user
             "LANG": "C.UTF-8",
         }
+        # `--os-token=...`: a token may begin with a dash, which argparse would take for
+        # an option of its own.
         command = [str(OPENSTACK), "--os-auth-type", "admin_token"]
-        command += ["--os-endpoint", self.endpoint, "--os-token", self.token, *args]
+        command += [f"--os-endpoint={self.endpoint}", f"--os-token={self.token}", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
     def ok(self, *args: str) -> str:
