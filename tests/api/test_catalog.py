@@ -27,6 +27,12 @@ def test_flavors_list_and_show(api: Api) -> None:
     assert small["links"][0] == {"href": "http://testserver/v1.0/p1/flavors/2", "rel": "self"}
 
 
+def test_the_flavors_of_a_datastore_version(api: Api) -> None:
+    flavors = api.get(f"/datastores/postgresql/versions/{POSTGRESQL_15}/flavors").json()
+    assert [f["str_id"] for f in flavors["flavors"]] == ["1", "2", "3", "4"]
+    fault_of(api.get("/datastores/postgresql/versions/9/flavors"), "itemNotFound", 404)
+
+
 def test_unknown_flavor_is_404(api: Api) -> None:
     assert "Flavor 99" in fault_of(api.get("/flavors/99"), "itemNotFound", 404)
 

@@ -148,6 +148,11 @@ def test_flavor_and_datastore_lists(cloud: Cloud) -> None:
     assert shown["default_version"] == "15"
     (version,) = cloud.user.json("datastore", "version", "list", "postgresql")
     assert (version["Name"], version["Version"]) == ("15", "15")
+    of_version = cloud.user.json(
+        "database", "flavor", "list",
+        "--datastore-type", "postgresql", "--datastore-version-id", version["ID"],
+    )  # fmt: skip
+    assert [f["Name"] for f in of_version] == ["m1.tiny", "m1.small", "m1.medium", "m1.large"]
 
 
 def test_an_instance_from_create_to_delete(cloud: Cloud) -> None:
