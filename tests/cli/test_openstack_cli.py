@@ -219,8 +219,10 @@ def test_an_instance_from_create_to_delete(cloud: Cloud) -> None:
 
 def test_reset_status_and_force_delete(cloud: Cloud) -> None:
     iid = cloud.user.json(
-        "database", "instance", "create", "stuck", "--flavor", "1", "--size", "1"
-    )["id"]
+        "database", "instance", "create", "stuck", "--flavor", "1", "--size", "1",
+        "--datastore", "postgresql", "--datastore-version", "15",
+        "--datastore-version-number", "15",
+    )["id"]  # fmt: skip
     cloud.wait_for(iid, "ACTIVE")
 
     refused = cloud.user.fails("database", "instance", "reset", "status", "stuck")

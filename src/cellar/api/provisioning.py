@@ -61,6 +61,11 @@ def resolve_version(
         ) from None
     if not version.active:
         raise BadRequest(field, f"version {version.name!r} of {datastore.name!r} is not active")
+    number = ref.version_number if ref is not None else None
+    if number is not None and number != version.name:
+        raise BadRequest(
+            f"{field}_number", f"version {version.name!r} of {datastore.name!r} is not {number!r}"
+        )
     return datastore, version
 
 

@@ -130,6 +130,9 @@ class VolumeCreate(StrictModel):
 class DatastoreRef(StrictModel):
     type: Word | None = None
     version: Word | None = None
+    # Trove's (Wallaby on), telling apart versions of one name; a version's number here is
+    # its name, so it must match.
+    version_number: Word | None = None
 
 
 class DatabaseCreate(StrictModel):
