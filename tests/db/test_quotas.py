@@ -50,9 +50,9 @@ def test_racing_creates_stop_at_the_limit(empty_engine: Engine) -> None:
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(outcomes) == ["Quota exceeded for resources: ['instances']."] * 5 + [
-        "created"
-    ] * 3
+    assert (
+        sorted(outcomes) == ["Quota exceeded for resources: ['instances']."] * 5 + ["created"] * 3
+    )
     with transaction(sessions) as session:
         assert quotas.usage(session, project_id="p1") == {
             "instances": 3,
