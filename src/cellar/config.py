@@ -74,6 +74,12 @@ class Settings:
     # The key that seals secrets a job carries (users' passwords of a create) in the
     # database: a file outside it, `<state_dir>/secret.key` unless given.
     secret_key_file: str = ""
+    # Default quotas of a project (Trove's `max_*_per_tenant`); -1 is unlimited. An
+    # administrator sets a project's own with `PUT /mgmt/quotas/{project}`.
+    quota_instances: int = 10
+    quota_ram_mb: int = -1
+    quota_volumes_gb: int = 40
+    quota_backups: int = 50
 
     def __post_init__(self) -> None:
         if not self.database_url:

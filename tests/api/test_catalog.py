@@ -18,13 +18,19 @@ def test_flavors_list_and_show(api: Api) -> None:
     assert [f["name"] for f in flavors] == ["m1.tiny", "m1.small", "m1.medium", "m1.large"]
     small = api.get("/flavors/2").json()["flavor"]
     assert {k: small[k] for k in ("id", "str_id", "name", "ram", "vcpus")} == {
-        "id": "2",
+        "id": 2,
         "str_id": "2",
         "name": "m1.small",
         "ram": 1024,
         "vcpus": 1,
     }
     assert small["links"][0] == {"href": "http://testserver/v1.0/p1/flavors/2", "rel": "self"}
+
+
+def test_the_flavors_of_a_datastore_version(api: Api) -> None:
+    flavors = api.get(f"/datastores/postgresql/versions/{POSTGRESQL_15}/flavors").json()
+    assert [f["str_id"] for f in flavors["flavors"]] == ["1", "2", "3", "4"]
+    fault_of(api.get("/datastores/postgresql/versions/9/flavors"), "itemNotFound", 404)
 
 
 def test_unknown_flavor_is_404(api: Api) -> None:
@@ -58,7 +64,8 @@ def test_versions_by_id_or_name(api: Api, sessions: sessionmaker[Session]) -> No
     assert [(v["name"], v["active"]) for v in versions] == [("15", True), ("16", False)]
     assert api.get("/datastores/postgresql/versions/15").json()["version"]["id"] == POSTGRESQL_15
     shown = api.get(f"/datastores/{POSTGRESQL}/versions/v16").json()["version"]
-    assert (shown["name"], shown["image"], shown["datastore"]) == (
+    assert (shown["name"], shown["version"], shown["image"], shown["datastore"]) == (
+        "16",
         "16",
         "postgresql-16",
         POSTGRESQL,

@@ -126,8 +126,12 @@ def test_rules_are_every_cidr_times_every_port(api: Api, sessions: sessionmaker[
 
 def test_datastore_and_version_by_id_or_name(api: Api) -> None:
     by_name = create(api, datastore={"type": "postgresql", "version": "15"})
-    by_id = create(api, datastore={"type": POSTGRESQL})
+    by_id = create(api, datastore={"type": POSTGRESQL, "version_number": "15"})
     assert by_name["datastore"] == by_id["datastore"] == {"type": "postgresql", "version": "15"}
+
+
+def test_volume_type_null_is_accepted_as_the_openstack_cli_sends_it(api: Api) -> None:
+    assert create(api, volume={"size": 3, "type": None})["volume"] == {"size": 3}
 
 
 def test_flavor_ref_may_be_an_integer_or_a_link(api: Api) -> None:
@@ -151,11 +155,16 @@ BAD_INPUT: list[tuple[Any, str, str]] = [
     (create_body(volume={"size": "x"}), "instance.volume.size", "must be an integer"),
     (create_body(volume={"size": 1.5}), "instance.volume.size", "must be an integer"),
     (create_body(volume={"size": True}), "instance.volume.size", "must be an integer"),
-    (create_body(volume={"size": 1, "type": "ssd"}), "instance.volume.type", "not an accepted"),
+    (create_body(volume={"size": 1, "type": "ssd"}), "instance.volume.type", "'ssd' does not"),
     (create_body(replica_of="x"), "instance.replica_of", "no instance 'x'"),
     (create_body(datastore={"type": "mysql"}), "instance.datastore.type", "'mysql' does not"),
     (create_body(datastore={"version": "9"}), "instance.datastore.version", "no version '9'"),
     (create_body(datastore={"type": "a b"}), "instance.datastore.type", "letters, digits"),
+    (
+        create_body(datastore={"version": "15", "version_number": "14"}),
+        "instance.datastore.version_number",
+        "'15' of 'postgresql' is not '14'",
+    ),
     (create_body(databases=[{"name": "1x"}]), "instance.databases[0].name", "must start"),
     (create_body(databases="db"), "instance.databases", "must be a list"),
     (

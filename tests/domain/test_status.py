@@ -19,6 +19,7 @@ from cellar.domain.status import (
     check_can_act,
     check_transition,
     derive_status,
+    operating_status,
 )
 
 T = InstanceTask
@@ -111,78 +112,87 @@ def test_deleted_is_terminal() -> None:
 
 
 # derive_status: (task, server, service) -> API status, grouped by the step of Trove's
-# `SimpleInstance.status` that decides it (trove-reference.md section 2).
+# `SimpleInstance.status` (master, since Wallaby's split of `operating_status`) that
+# decides it. The datastore's state never decides it any more: every row is checked with
+# each service status.
 S, V = ServerStatus, ServiceStatus
 DERIVED = [
-    # 1. an error task is ERROR, whatever the server and the datastore say
-    *[(T(e), S.ACTIVE, V.RUNNING, "ERROR") for e in sorted(BUILD_ERRORS)],
-    (T.ERROR, S.ACTIVE, V.RUNNING, "ERROR"),
-    (T.BUILDING_ERROR_SERVER, S.BUILD, V.NEW, "ERROR"),
-    (T.BUILDING_ERROR_TIMEOUT_GA, None, V.FAILED_TIMEOUT_GUESTAGENT, "ERROR"),
+    # 1. an error task is ERROR, whatever the server says
+    *[(T(e), S.ACTIVE, "ERROR") for e in sorted(BUILD_ERRORS)],
+    (T.ERROR, S.ACTIVE, "ERROR"),
+    (T.BUILDING_ERROR_SERVER, S.BUILD, "ERROR"),
+    (T.BUILDING_ERROR_TIMEOUT_GA, None, "ERROR"),
     # 2. BUILDING is BUILD, or ERROR when the server is ERROR
-    (T.BUILDING, None, V.NEW, "BUILD"),
-    (T.BUILDING, S.BUILD, V.NEW, "BUILD"),
-    (T.BUILDING, S.ACTIVE, V.RUNNING, "BUILD"),
-    (T.BUILDING, S.ERROR, V.NEW, "ERROR"),
+    (T.BUILDING, None, "BUILD"),
+    (T.BUILDING, S.BUILD, "BUILD"),
+    (T.BUILDING, S.ACTIVE, "BUILD"),
+    (T.BUILDING, S.ERROR, "ERROR"),
     # 3. the task of an action, before the server's own status
-    (T.REBOOTING, S.ACTIVE, V.RUNNING, "REBOOT"),
-    (T.REBOOTING, S.RESIZE, V.SHUTDOWN, "REBOOT"),
-    (T.RESTARTING, S.ACTIVE, V.RUNNING, "REBOOT"),
-    (T.RESIZING, S.ACTIVE, V.RUNNING, "RESIZE"),
-    (T.RESIZING, S.REBOOT, V.PAUSED, "RESIZE"),
-    (T.RESIZING_VOLUME, S.ACTIVE, V.SHUTDOWN, "RESIZE"),
-    # Trove's replication statuses while a switchover or a failover runs.
-    (T.PROMOTING, S.ACTIVE, V.RUNNING, "PROMOTE"),
-    (T.EJECTING, S.ACTIVE, V.SHUTDOWN, "EJECT"),
-    (T.BACKING_UP, S.ACTIVE, V.RUNNING, "BACKUP"),
-    (T.RESTART_REQUIRED, S.ACTIVE, V.RUNNING, "RESTART_REQUIRED"),
-    (T.RESTART_REQUIRED, S.ERROR, V.RUNNING, "RESTART_REQUIRED"),
-    # DELETING (Trove master's `SimpleInstance.status`, after the action tasks): SHUTDOWN
-    # while the server is ACTIVE, SHUTDOWN or DELETED (a missing server is faked as
-    # SHUTDOWN), else ERROR, whatever the datastore says and before the server's status.
-    (T.DELETING, S.ACTIVE, V.RUNNING, "SHUTDOWN"),
-    (T.DELETING, S.DELETED, V.SHUTDOWN, "SHUTDOWN"),
-    (T.DELETING, None, V.UNKNOWN, "SHUTDOWN"),
-    (T.DELETING, S.SHUTOFF, V.SHUTDOWN, "ERROR"),
-    (T.DELETING, S.ERROR, V.RUNNING, "ERROR"),
-    (T.DELETING, S.REBOOT, V.SHUTDOWN, "ERROR"),
-    (T.DELETING, S.RESIZE, V.RUNNING, "ERROR"),
-    (T.DELETING, S.VERIFY_RESIZE, V.RUNNING, "ERROR"),
-    (T.DELETING, S.BUILD, V.NEW, "ERROR"),
-    # 4. the server's BUILD, ERROR, REBOOT, RESIZE; VERIFY_RESIZE shows as RESIZE
-    (T.NONE, S.BUILD, V.RUNNING, "BUILD"),
-    (T.NONE, S.ERROR, V.RUNNING, "ERROR"),
-    (T.NONE, S.REBOOT, V.RUNNING, "REBOOT"),
-    (T.NONE, S.RESIZE, V.RUNNING, "RESIZE"),
-    (T.NONE, S.VERIFY_RESIZE, V.RUNNING, "RESIZE"),
-    # 7. a PAUSED datastore (during a reboot) is REBOOT, a NEW one BUILD
-    (T.NONE, S.ACTIVE, V.PAUSED, "REBOOT"),
-    (T.NONE, S.ACTIVE, V.NEW, "BUILD"),
-    (T.NONE, S.SHUTOFF, V.PAUSED, "REBOOT"),
-    # 8. otherwise the datastore's API status
-    (T.NONE, S.ACTIVE, V.RUNNING, "ACTIVE"),
-    (T.NONE, S.ACTIVE, V.BLOCKED, "BLOCKED"),
-    (T.NONE, S.ACTIVE, V.SHUTDOWN, "SHUTDOWN"),
-    (T.NONE, S.SHUTOFF, V.SHUTDOWN, "SHUTDOWN"),
-    (T.NONE, S.ACTIVE, V.CRASHED, "SHUTDOWN"),
-    (T.NONE, S.ACTIVE, V.FAILED, "FAILED"),
-    (T.NONE, S.ACTIVE, V.BUILDING, "BUILD"),
-    (T.NONE, S.ACTIVE, V.BUILD_PENDING, "BUILD"),
-    (T.NONE, S.ACTIVE, V.UNKNOWN, "ERROR"),
-    (T.NONE, S.UNKNOWN, V.FAILED_TIMEOUT_GUESTAGENT, "ERROR"),
-    (T.NONE, None, V.RUNNING, "ACTIVE"),
-    (T.NONE, S.DELETED, V.DELETED, "DELETED"),
+    (T.REBOOTING, S.ACTIVE, "REBOOT"),
+    (T.REBOOTING, S.RESIZE, "REBOOT"),
+    (T.RESTARTING, S.ACTIVE, "REBOOT"),
+    (T.RESIZING, S.ACTIVE, "RESIZE"),
+    (T.RESIZING, S.REBOOT, "RESIZE"),
+    (T.RESIZING_VOLUME, S.ACTIVE, "RESIZE"),
+    (T.RESTART_REQUIRED, S.ACTIVE, "RESTART_REQUIRED"),
+    (T.RESTART_REQUIRED, S.ERROR, "RESTART_REQUIRED"),
+    (T.PROMOTING, S.ACTIVE, "PROMOTE"),
+    (T.EJECTING, S.ACTIVE, "EJECT"),
+    # 4. DELETING: SHUTDOWN while the server is ACTIVE or gone, else ERROR (Trove's list
+    #    is ACTIVE, SHUTDOWN, DELETED: Nova's SHUTOFF is not in it)
+    (T.DELETING, S.ACTIVE, "SHUTDOWN"),
+    (T.DELETING, S.DELETED, "SHUTDOWN"),
+    (T.DELETING, None, "SHUTDOWN"),
+    (T.DELETING, S.SHUTOFF, "ERROR"),
+    (T.DELETING, S.ERROR, "ERROR"),
+    (T.DELETING, S.REBOOT, "ERROR"),
+    # 5. a backup under way
+    (T.BACKING_UP, S.ACTIVE, "BACKUP"),
+    # 6. the server's BUILD, ERROR, REBOOT, RESIZE, ACTIVE; VERIFY_RESIZE shows as RESIZE
+    (T.NONE, S.BUILD, "BUILD"),
+    (T.NONE, S.ERROR, "ERROR"),
+    (T.NONE, S.REBOOT, "REBOOT"),
+    (T.NONE, S.RESIZE, "RESIZE"),
+    (T.NONE, S.VERIFY_RESIZE, "RESIZE"),
+    (T.NONE, S.ACTIVE, "ACTIVE"),
+    # 7. otherwise UNKNOWN
+    (T.NONE, S.SHUTOFF, "UNKNOWN"),
+    (T.NONE, S.UNKNOWN, "UNKNOWN"),
+    (T.NONE, S.DELETED, "UNKNOWN"),
+    (T.NONE, None, "UNKNOWN"),
     # cellar's own terminal task
-    (T.DELETED, None, V.DELETED, "DELETED"),
-    (T.DELETED, S.ERROR, V.RUNNING, "DELETED"),
+    (T.DELETED, None, "DELETED"),
+    (T.DELETED, S.ERROR, "DELETED"),
 ]
 
 
-@pytest.mark.parametrize(("task", "server", "service", "expected"), DERIVED)
-def test_derive_status(
+@pytest.mark.parametrize(("task", "server", "expected"), DERIVED)
+def test_derive_status(task: InstanceTask, server: ServerStatus | None, expected: str) -> None:
+    for service in V:
+        assert derive_status(task, server, service) == expected, service
+
+
+# operating_status: the datastore's, only while idle on an ACTIVE server.
+OPERATING = [
+    (T.NONE, S.ACTIVE, V.RUNNING, "HEALTHY"),
+    (T.NONE, S.ACTIVE, V.SHUTDOWN, "SHUTDOWN"),
+    (T.NONE, S.ACTIVE, V.CRASHED, "SHUTDOWN"),
+    (T.NONE, S.ACTIVE, V.BLOCKED, "BLOCKED"),
+    (T.NONE, S.ACTIVE, V.FAILED_TIMEOUT_GUESTAGENT, "ERROR"),
+    (T.NONE, S.ACTIVE, V.UNKNOWN, "ERROR"),
+    (T.NONE, S.SHUTOFF, V.RUNNING, ""),
+    (T.NONE, None, V.RUNNING, ""),
+    (T.RESTARTING, S.ACTIVE, V.SHUTDOWN, ""),
+    (T.RESTART_REQUIRED, S.ACTIVE, V.RUNNING, ""),
+    (T.BUILDING, S.ACTIVE, V.BUILDING, ""),
+]
+
+
+@pytest.mark.parametrize(("task", "server", "service", "expected"), OPERATING)
+def test_operating_status(
     task: InstanceTask, server: ServerStatus | None, service: ServiceStatus, expected: str
 ) -> None:
-    assert derive_status(task, server, service) == expected
+    assert operating_status(task, server, service) == expected
 
 
 def test_service_api_status_is_troves_mapping() -> None:

@@ -147,32 +147,39 @@ def _age(sessions: sessionmaker[Session], instance_id: str, seconds: float) -> N
 def test_a_silent_guest_shows_as_error_but_a_guest_that_never_reported_does_not(
     client: TestClient, driver: LocalGuestDriver, sessions: sessionmaker[Session]
 ) -> None:
+    """As Trove since Wallaby: the status follows the task and the server; the datastore's
+    state, a silent guest's included, is the `operating_status`."""
     reporting, agentless = new_instance(sessions), new_instance(sessions)
     headers = {"X-Auth-Token": issue(sessions)}
 
-    def shown(instance_id: str) -> str:
+    def shown(instance_id: str) -> tuple[str, str]:
         response = client.get(f"/v1.0/p1/instances/{instance_id}", headers=headers)
         assert response.status_code == 200, response.text
-        return str(response.json()["instance"]["status"])
+        view = response.json()["instance"]
+        return str(view["status"]), str(view["operating_status"])
 
     assert beat(client, reporting, driver.secret(reporting))[0] == 200
     with transaction(sessions) as session:
         for iid in (reporting, agentless):
             repo.change_task(session, instance_id=iid, target=InstanceTask.NONE)
+            repo.update_instance(session, instance_id=iid, server_status="ACTIVE")
         repo.update_instance(session, instance_id=agentless, service_status="RUNNING")
     _age(sessions, agentless, 3600)
-    assert shown(reporting) == shown(agentless) == "ACTIVE"
+    assert shown(reporting) == shown(agentless) == ("ACTIVE", "HEALTHY")
 
     _age(sessions, reporting, 61)  # the default timeout is 60 s
-    assert shown(reporting) == "ERROR"
-    assert shown(agentless) == "ACTIVE"  # the fake backend's instances have no agent
+    assert shown(reporting) == ("ACTIVE", "ERROR")
+    assert shown(agentless) == ("ACTIVE", "HEALTHY")  # the fake backend's have no agent
     listed = client.get("/v1.0/p1/instances", headers=headers).json()["instances"]
-    assert {i["id"]: i["status"] for i in listed} == {reporting: "ERROR", agentless: "ACTIVE"}
+    assert {i["id"]: i["operating_status"] for i in listed} == {
+        reporting: "ERROR",
+        agentless: "HEALTHY",
+    }
 
     with transaction(sessions) as session:  # while the control plane works on it, its task shows
         repo.change_task(session, instance_id=reporting, target=InstanceTask.RESIZING)
-    assert shown(reporting) == "RESIZE"
+    assert shown(reporting) == ("RESIZE", "")
     with transaction(sessions) as session:
         repo.change_task(session, instance_id=reporting, target=InstanceTask.NONE)
     assert beat(client, reporting, driver.secret(reporting), sent=200.0)[0] == 200
-    assert shown(reporting) == "ACTIVE"  # it reports again
+    assert shown(reporting) == ("ACTIVE", "HEALTHY")  # it reports again

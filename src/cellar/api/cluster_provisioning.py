@@ -22,6 +22,7 @@ from cellar.api.provisioning import (
     resolve_version,
     write_instance,
 )
+from cellar.api.quota_checks import check_instances
 from cellar.api.schemas import ClusterCreate, ClusterMember, ShrinkMember
 from cellar.config import Settings
 from cellar.db import catalog
@@ -184,6 +185,16 @@ def _members(
 ) -> list[InstanceSpec]:
     """Specs and rows of new members; with `primary_id` None the first is the primary."""
     datastore = catalog.get_datastore(session, id_or_name=version.datastore_id)
+    check_instances(
+        session,
+        project_id=cluster.tenant_id,
+        settings=settings,
+        flavors=[
+            resolve_flavor(session, ref=m.flavorRef, field=f"{field}[{i}].flavorRef")
+            for i, m in enumerate(requested)
+        ],
+        volume_gb=sum(m.volume.size for m in requested),
+    )
     names = set(taken or ())
     specs: list[InstanceSpec] = []
     given = {m.name for m in requested if m.name}

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cellar.api.quota_checks import check_instances
 from cellar.api.restores import Restore
 from cellar.api.schemas import DatastoreRef, InstanceCreate
 from cellar.config import Settings
@@ -68,6 +69,11 @@ def resolve_version(
         ) from None
     if not version.active:
         raise BadRequest(field, f"version {version.name!r} of {datastore.name!r} is not active")
+    number = ref.version_number if ref is not None else None
+    if number is not None and number != version.name:
+        raise BadRequest(
+            f"{field}_number", f"version {version.name!r} of {datastore.name!r} is not {number!r}"
+        )
     return datastore, version
 
 
@@ -102,6 +108,13 @@ def provision(
         raise BadRequest("instance.volume", "is required (unless replica_of is given)")
     flavor = resolve_flavor(session, ref=request.flavorRef, field="instance.flavorRef")
     datastore, version = resolve_version(session, ref=request.datastore)
+    check_instances(
+        session,
+        project_id=project_id,
+        settings=settings,
+        flavors=[flavor],
+        volume_gb=request.volume.size,
+    )
     extra: dict[str, Any] = {}
     if restore is not None:
         if version.id != restore.version_id:

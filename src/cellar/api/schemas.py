@@ -129,13 +129,26 @@ def _no_duplicates(names: list[str], what: str) -> None:
         seen.add(name)
 
 
+def _no_volume_type(value: Any) -> None:
+    """Trove's `volume.type` names a Cinder volume type; python-troveclient always sends
+    the key (`null` when none is chosen). No cloud of cellar's has volume types."""
+    if value is not None:
+        raise PydanticCustomError(
+            "volume_type", f"volume type {value!r} does not exist: leave it out or null"
+        )
+
+
 class VolumeCreate(StrictModel):
     size: VolumeSize
+    type: Annotated[None, BeforeValidator(_no_volume_type)] = None
 
 
 class DatastoreRef(StrictModel):
     type: Word | None = None
     version: Word | None = None
+    # Trove's (Wallaby on), telling apart versions of one name; a version's number here is
+    # its name, so it must match.
+    version_number: Word | None = None
 
 
 class DatabaseCreate(StrictModel):
@@ -249,6 +262,12 @@ class NoArguments(StrictModel):
     """`{"restart": {}}`, `{"reboot": {}}`."""
 
 
+class ResetStatus(StrictModel):
+    """`{"reset_status": {}}`, or with Trove's `force_delete` key (its value is not read)."""
+
+    force_delete: Any = None
+
+
 class RuleCreate(StrictModel):
     group_id: Name
     cidr: Cidr
@@ -355,3 +374,13 @@ class BackupScheduleSet(StrictModel):
 
 class BackupScheduleRequest(StrictModel):
     backup_schedule: BackupScheduleSet
+
+
+MAX_QUOTA = 2**31 - 1
+
+
+class QuotaUpdateRequest(StrictModel):
+    """Trove's `PUT /mgmt/quotas/{project}`: `{"quotas": {"instances": 5}}`; a null limit
+    is skipped, as Trove does."""
+
+    quotas: dict[str, Annotated[int, Field(strict=True, le=MAX_QUOTA)] | None]

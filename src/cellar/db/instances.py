@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -138,3 +139,19 @@ def replicas_of(session: Session, *, instance_id: str) -> list[str]:
             .order_by(Instance.created, Instance.id)
         )
     )
+
+
+def replicas_by_primary(session: Session, *, instance_ids: Iterable[str]) -> dict[str, list[str]]:
+    """`replicas_of` for many instances in one query: primary id -> its live replicas."""
+    ids = list(instance_ids)
+    found: dict[str, list[str]] = {}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(Instance.replica_of_id, Instance.id)
+        .where(Instance.replica_of_id.in_(ids), Instance.deleted.is_(False))
+        .order_by(Instance.created, Instance.id)
+    )
+    for primary, replica in rows:
+        found.setdefault(str(primary), []).append(replica)
+    return found

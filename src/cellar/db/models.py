@@ -330,3 +330,12 @@ class RootEnabledHistory(Base):
     user: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+class Quota(Base):
+    """A project's own limit of one resource (Trove's `quotas`); a resource without a row
+    has the default of the settings."""
+
+    __tablename__ = "quotas"
+    tenant_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    resource: Mapped[str] = mapped_column(String(32), primary_key=True)
+    hard_limit: Mapped[int] = mapped_column(Integer)

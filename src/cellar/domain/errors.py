@@ -73,3 +73,15 @@ class OperationIsNotSupported(CellarError):
         )
         self.operation = operation
         self.manager = manager
+
+
+class OverLimit(CellarError):
+    """The request would take the caller past a limit (Trove's 413, `overLimit`)."""
+
+
+class QuotaExceeded(OverLimit):
+    """Trove's `QuotaExceeded`: the resources over their project's quota, sorted."""
+
+    def __init__(self, overs: list[str]) -> None:
+        super().__init__(f"Quota exceeded for resources: {sorted(overs)}.")
+        self.overs = sorted(overs)

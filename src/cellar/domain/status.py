@@ -83,6 +83,13 @@ def check_transition(current: InstanceTask, target: InstanceTask) -> None:
         raise InvalidTransition("The instance's task", current.value, target.value)
 
 
+def check_reset(current: InstanceTask) -> None:
+    """Trove's `reset_status` takes an instance to NONE from any task but DELETED: the
+    one change that overrides `TASK_TRANSITIONS`, for an administrator."""
+    if current is InstanceTask.DELETED:
+        raise InvalidTransition("The instance's task", current.value, InstanceTask.NONE.value)
+
+
 class ServerStatus(enum.Enum):
     """The compute server's state, mapped by each driver from the provider's own string."""
 
@@ -139,43 +146,65 @@ ACTIONABLE_SERVICE = frozenset(
 )
 
 
-# The server states in which a DELETING instance shows as SHUTDOWN (None: no server).
-_DELETING_SHUTDOWN = frozenset({ServerStatus.ACTIVE, ServerStatus.DELETED, None})
-
-
 def derive_status(task: InstanceTask, server: ServerStatus | None, service: ServiceStatus) -> str:
-    """The instance status a user sees, in the order Trove's `SimpleInstance.status` checks."""
+    """The instance status a user sees, as Trove's `SimpleInstance.status` derives it since
+    Wallaby: from the task, then the server. The datastore's own state is shown apart, as
+    `operating_status`. (`service` stays in the signature; the status does not read it.)"""
+    del service
     if task.is_error:
         return "ERROR"
     if task is InstanceTask.DELETED:
         return "DELETED"
     if task is InstanceTask.BUILDING:
         return "ERROR" if server is ServerStatus.ERROR else "BUILD"
-    if task in (InstanceTask.REBOOTING, InstanceTask.RESTARTING):
-        return "REBOOT"
-    if task in (InstanceTask.RESIZING, InstanceTask.RESIZING_VOLUME):
-        return "RESIZE"
-    if task is InstanceTask.PROMOTING:
-        return "PROMOTE"
-    if task is InstanceTask.EJECTING:
-        return "EJECT"
+    by_task = _STATUS_OF_TASK.get(task)
+    if by_task is not None:
+        return by_task
+    if task is InstanceTask.DELETING:
+        # Trove: SHUTDOWN while the server is ACTIVE, shut down or gone; a server in any
+        # other state (ERROR, REBOOT, SHUTOFF is not among Trove's) is ERROR.
+        return "SHUTDOWN" if server in _DELETABLE_SERVERS else "ERROR"
     if task is InstanceTask.BACKING_UP:
         return "BACKUP"
-    if task is InstanceTask.RESTART_REQUIRED:
-        return "RESTART_REQUIRED"
-    if task is InstanceTask.DELETING:
-        # Trove (master, `SimpleInstance.status`): SHUTDOWN while the server is ACTIVE,
-        # SHUTDOWN or DELETED (a server Nova no longer has counts as SHUTDOWN), ERROR in
-        # any other state (a SHUTOFF, REBOOT or ERROR server), before the server's own.
-        return "SHUTDOWN" if server in _DELETING_SHUTDOWN else "ERROR"
-    if server in (ServerStatus.BUILD, ServerStatus.ERROR, ServerStatus.REBOOT, ServerStatus.RESIZE):
+    if server in _SHOWN_SERVER_STATES:
         return str(server.value)
     if server is ServerStatus.VERIFY_RESIZE:
         return "RESIZE"
-    if service is ServiceStatus.PAUSED:
-        return "REBOOT"
-    if service is ServiceStatus.NEW:
-        return "BUILD"
+    return "UNKNOWN"
+
+
+_STATUS_OF_TASK = {
+    InstanceTask.REBOOTING: "REBOOT",
+    InstanceTask.RESTARTING: "REBOOT",
+    InstanceTask.RESIZING: "RESIZE",
+    InstanceTask.RESIZING_VOLUME: "RESIZE",
+    InstanceTask.RESTART_REQUIRED: "RESTART_REQUIRED",
+    InstanceTask.PROMOTING: "PROMOTE",
+    InstanceTask.EJECTING: "EJECT",
+}
+_DELETABLE_SERVERS = frozenset({ServerStatus.ACTIVE, ServerStatus.DELETED, None})
+_SHOWN_SERVER_STATES = frozenset(
+    {
+        ServerStatus.BUILD,
+        ServerStatus.ERROR,
+        ServerStatus.REBOOT,
+        ServerStatus.RESIZE,
+        ServerStatus.ACTIVE,
+    }
+)
+
+
+def operating_status(
+    task: InstanceTask, server: ServerStatus | None, service: ServiceStatus
+) -> str:
+    """The database's own state as Trove shows it since Wallaby (`operating_status`): empty
+    while a task runs or the server is not ACTIVE, else the datastore's status. A datastore
+    that accepts connections (RUNNING here) is HEALTHY, as Trove's guest calls one whose
+    health check passes."""
+    if task is not InstanceTask.NONE or server is not ServerStatus.ACTIVE:
+        return ""
+    if service is ServiceStatus.RUNNING:
+        return "HEALTHY"
     return service.api_status
 
 

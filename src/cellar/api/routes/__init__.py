@@ -19,6 +19,7 @@ from cellar.api.routes import (
     guest,
     instances,
     mgmt,
+    quotas,
     root,
     security_group_rules,
     security_groups,
@@ -42,6 +43,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     mgmt.router,
     backups.router,
     backup_schedules.router,
+    quotas.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]

@@ -8,6 +8,9 @@ Order of checks: the body (400), the instance (404), the resource manager (501),
 arguments against the instance (400), its state as read (422, Trove's
 `validate_can_perform_action`), then the task change as a compare-and-set against the
 task read: an action that lost a race with another one gets 409 and writes nothing.
+
+`reset_status` (Trove's, with `force delete`) is apart: it takes an instance from any
+state back to a deletable one.
 """
 
 from __future__ import annotations
@@ -22,16 +25,19 @@ from cellar.api import cluster_provisioning
 from cellar.api.auth import Ctx
 from cellar.api.deps import ApiState, State
 from cellar.api.provisioning import resolve_flavor
-from cellar.api.schemas import NoArguments, Resize
+from cellar.api.quota_checks import check_growth
+from cellar.api.schemas import NoArguments, ResetStatus, Resize
 from cellar.api.validation import parse
+from cellar.config import Settings
 from cellar.db import catalog
 from cellar.db import clusters as clusters_repo
 from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.jobs import submit_job
 from cellar.db.models import Cluster, Instance
+from cellar.db.resets import reset_instance_status
 from cellar.domain.clusters import ClusterTask
-from cellar.domain.errors import BadRequest, CellarError, UnprocessableEntity
+from cellar.domain.errors import BadRequest, CellarError, Forbidden, UnprocessableEntity
 from cellar.domain.specs import flavor_to_dict
 from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus, check_can_act
 from cellar.drivers.base import DriverError
@@ -42,7 +48,7 @@ from cellar.taskmanager.kinds import JobKind
 router = APIRouter(tags=["instances"])
 
 GROUP_ACTIONS = ("promote_to_replica_source", "eject_replica_source")
-ACTIONS = ("reboot", "resize", "restart", *GROUP_ACTIONS)
+ACTIONS = ("reboot", "resize", "restart", "reset_status", *GROUP_ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -74,7 +80,7 @@ def _operation(name: str, args: Any) -> Operation | None:
     return None
 
 
-def _plan_resize(session: Session, row: Instance, args: Any) -> Plan:
+def _plan_resize(session: Session, row: Instance, args: Any, settings: Settings) -> Plan:
     resize = parse(Resize, args, "resize")
     if resize.volume is not None:
         size = resize.volume.size
@@ -83,11 +89,18 @@ def _plan_resize(session: Session, row: Instance, args: Any) -> Plan:
                 "resize.volume.size",
                 f"must be larger than the current size ({row.volume_size} GB); volumes only grow",
             )
+        check_growth(
+            session, project_id=row.tenant_id, settings=settings, volumes=size - row.volume_size
+        )
         return Plan(InstanceTask.RESIZING_VOLUME, JobKind.RESIZE_VOLUME, {"size_gb": size})
     assert resize.flavorRef is not None
     flavor = resolve_flavor(session, ref=resize.flavorRef, field="resize.flavorRef")
     if flavor.id == row.flavor_id:
         raise BadRequest("resize.flavorRef", f"the instance already has flavor {flavor.id!r}")
+    current = catalog.get_flavor(session, flavor_id=row.flavor_id)
+    check_growth(
+        session, project_id=row.tenant_id, settings=settings, ram=flavor.ram_mb - current.ram_mb
+    )
     return Plan(
         InstanceTask.RESIZING,
         JobKind.RESIZE_FLAVOR,
@@ -95,9 +108,9 @@ def _plan_resize(session: Session, row: Instance, args: Any) -> Plan:
     )
 
 
-def _plan(session: Session, name: str, args: Any, row: Instance) -> Plan:
+def _plan(session: Session, name: str, args: Any, row: Instance, settings: Settings) -> Plan:
     if name == "resize":
-        return _plan_resize(session, row, args)
+        return _plan_resize(session, row, args, settings)
     parse(NoArguments, args, name)  # restart is a guest task, common to every manager
     if name == "reboot":
         return Plan(InstanceTask.REBOOTING, JobKind.REBOOT)
@@ -108,9 +121,35 @@ def _plan(session: Session, name: str, args: Any, row: Instance) -> Plan:
 def instance_action(
     instance_id: str, body: Annotated[dict[str, Any], Body()], ctx: Ctx, state: State
 ) -> Response:
+    if isinstance(body, dict) and set(body) == {"reset_status"}:
+        reset_status(instance_id, body["reset_status"], ctx.scope, ctx.is_admin, state)
+        return Response(status_code=202)
     name, args = _one_action(body)
+    start_action(instance_id, name, args, ctx.scope, state)
+    return Response(status_code=202)
+
+
+def reset_status(
+    instance_id: str, args: Any, scope: str | None, is_admin: bool, state: ApiState
+) -> None:
+    """Trove's `reset_status`: the task back to NONE and the datastore to UNKNOWN (status
+    ERROR), the instance's running backups failed; from any state, so that a stuck
+    instance can be deleted. Administrators only, unless the body asks for a force delete
+    (`{"force_delete": ...}`), which owners may do (Trove's policies)."""
+    parse(ResetStatus, args, "reset_status")
+    if not is_admin and "force_delete" not in args:
+        raise Forbidden("reset_status is for administrators (or with force_delete).")
     with transaction(state.sessions) as session:
-        seen = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
+        repo.get_instance(session, instance_id=instance_id, project_id=scope)
+        reset_instance_status(session, instance_id=instance_id)
+
+
+def start_action(
+    instance_id: str, name: str, args: Any, scope: str | None, state: ApiState
+) -> None:
+    """Check and start one action (the task changed, the job submitted)."""
+    with transaction(state.sessions) as session:
+        seen = repo.get_instance(session, instance_id=instance_id, project_id=scope)
         cluster = (
             clusters_repo.get_cluster(session, cluster_id=seen.cluster_id)
             if seen.cluster_id
@@ -118,7 +157,7 @@ def instance_action(
         )
     if name in GROUP_ACTIONS:
         _group_action(name, args, seen, cluster, state)
-        return Response(status_code=202)
+        return
     if cluster is not None and cluster.task_status != ClusterTask.NONE.value.name:
         raise UnprocessableEntity(
             f"Instance is not ready for an action: its cluster {cluster.id} is "
@@ -129,7 +168,7 @@ def instance_action(
         state.manager.require(operation, seen.provisioning_engine)
     task = InstanceTask(seen.task_status)
     with transaction(state.sessions) as session:
-        plan = _plan(session, name, args, seen)
+        plan = _plan(session, name, args, seen, state.settings)
         check_can_act(
             task,
             ServerStatus(seen.server_status) if seen.server_status else None,
@@ -137,7 +176,6 @@ def instance_action(
         )
         repo.change_task(session, instance_id=instance_id, target=plan.task, expected=task)
         submit_job(session, kind=plan.kind.value, instance_id=instance_id, args=plan.args)
-    return Response(status_code=202)
 
 
 def _group_action(

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from cellar.api.auth import Ctx
 from cellar.api.deps import State
+from cellar.api.quota_checks import check_backup
 from cellar.api.schemas import BackupCreateRequest
 from cellar.api.validation import parse
 from cellar.api.views.backups import BackupEnvelope, BackupList, backup_view
@@ -48,6 +49,7 @@ def create_backup(ctx: Ctx, state: State, body: Annotated[Any, Body()] = None) -
     with transaction(state.sessions) as session:
         stanza = stanza_name(archive_id(instance.id, instance.cluster_id))
         parent = _parent(session, request.parent_id, bool(request.incremental), stanza)
+        check_backup(session, project_id=instance.tenant_id, settings=state.settings)
         row = submit_backup(
             session,
             instance=instance,

@@ -1,5 +1,6 @@
-"""`/instances`: create (200, BUILD; with `replica_of`, replicas), list with pagination,
-show, update (rename; detach a replica), delete (202)."""
+"""`/instances`: create (200, BUILD; with `replica_of`, replicas), list with pagination
+(also as Trove's `/instances/detail`), show, update (rename; detach a replica), delete
+(202)."""
 
 from __future__ import annotations
 
@@ -85,6 +86,7 @@ def _label(session: Session, row: Instance) -> tuple[str, str]:
 
 
 @router.get("/instances")
+@router.get("/instances/detail")
 def list_instances(
     ctx: Ctx,
     state: State,
@@ -102,9 +104,16 @@ def list_instances(
             session, project_id=project, limit=limit, marker=marker
         )
         labels = catalog.version_labels(session, version_ids=(r.datastore_version_id for r in rows))
+        replicas = repo.replicas_by_primary(session, instance_ids=[r.id for r in rows])
     timeout = state.settings.guest_heartbeat_timeout_s
     views = [
-        instance_view(r, labels[r.datastore_version_id], linker, heartbeat_timeout_s=timeout)
+        instance_view(
+            r,
+            labels[r.datastore_version_id],
+            linker,
+            heartbeat_timeout_s=timeout,
+            replicas=replicas.get(r.id, ()),
+        )
         for r in rows
     ]
     links = None

@@ -7,17 +7,30 @@ from cellar.db.models import Datastore, DatastoreVersion, Flavor
 
 
 class FlavorView(View):
-    id: str
+    """Trove's flavor view: `id` is an integer when the flavor's id is one (without a
+    leading zero) and null otherwise, `str_id` always the id as a string (python-troveclient
+    falls back to it). Servers here have no root or ephemeral disk of the flavor's: the
+    data lives on the instance's volume, so `disk` and `ephemeral` are 0."""
+
+    id: int | None
     str_id: str
     name: str
     ram: int
     vcpus: int
+    disk: int = 0
+    ephemeral: int = 0
     links: list[Link]
+
+
+def trove_flavor_id(flavor_id: str) -> int | None:
+    if flavor_id.isascii() and flavor_id.isdigit() and not flavor_id.startswith("0"):
+        return int(flavor_id)
+    return None
 
 
 def flavor_view(row: Flavor, tenant_id: str, linker: Linker) -> FlavorView:
     return FlavorView(
-        id=row.id,
+        id=trove_flavor_id(row.id),
         str_id=row.id,
         name=row.name,
         ram=row.ram_mb,
@@ -43,6 +56,8 @@ class DatastoreView(View):
 class VersionView(View):
     id: str
     name: str
+    # Trove's version number (`datastore version list` shows it); a version's name here.
+    version: str
     datastore: str
     image: str
     active: bool
@@ -72,6 +87,7 @@ def version_view(row: DatastoreVersion, tenant_id: str, linker: Linker) -> Versi
     return VersionView(
         id=row.id,
         name=row.name,
+        version=row.name,
         datastore=row.datastore_id,
         image=row.image,
         active=row.active,

@@ -8,7 +8,7 @@ from typing import Any
 from cellar.api.views.common import Link, Linker, View, isotime, omitted_if_none
 from cellar.db.heartbeats import shown_service_status
 from cellar.db.models import Instance
-from cellar.domain.status import InstanceTask, ServerStatus, derive_status
+from cellar.domain.status import InstanceTask, ServerStatus, derive_status, operating_status
 
 
 class FlavorLink(View):
@@ -35,12 +35,16 @@ class InstanceView(View):
     id: str
     name: str
     status: str
+    # Trove's (Wallaby on): the datastore's state, HEALTHY when it accepts connections.
+    operating_status: str
     task: str
     links: list[Link]
     flavor: FlavorLink
     datastore: DatastoreLabel
     volume: VolumeView
     ip: list[str]
+    # Trove's (Ussuri on): each address with its type; `ip` is its older form.
+    addresses: list[dict[str, str]]
     hostname: str | None
     created: str | None
     updated: str | None
@@ -76,6 +80,12 @@ def instance_status(row: Instance, *, heartbeat_timeout_s: float | None = None) 
     return derive_status(InstanceTask(row.task_status), server, service)
 
 
+def instance_operating_status(row: Instance, *, heartbeat_timeout_s: float | None = None) -> str:
+    server = ServerStatus(row.server_status) if row.server_status else None
+    service = shown_service_status(row, timeout_s=heartbeat_timeout_s)
+    return operating_status(InstanceTask(row.task_status), server, service)
+
+
 def instance_view(
     row: Instance,
     label: tuple[str, str],
@@ -93,6 +103,7 @@ def instance_view(
         id=row.id,
         name=row.name,
         status=instance_status(row, heartbeat_timeout_s=heartbeat_timeout_s),
+        operating_status=instance_operating_status(row, heartbeat_timeout_s=heartbeat_timeout_s),
         task=row.task_status,
         links=linker.links(row.tenant_id, "instances", row.id),
         flavor=FlavorLink(
@@ -101,6 +112,7 @@ def instance_view(
         datastore=DatastoreLabel(type=label[0], version=label[1]),
         volume=VolumeView(size=row.volume_size),
         ip=[str(a) for a in row.addresses or []],
+        addresses=[{"address": str(a), "type": "private"} for a in row.addresses or []],
         hostname=row.hostname,
         created=isotime(row.created),
         updated=isotime(row.updated),
