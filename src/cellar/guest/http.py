@@ -68,6 +68,9 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/replication/slots/drop"): lambda agent, body: agent.command("drop_slot", body),
     ("GET", "/stopped_lsn"): lambda agent, _body: agent.command("stopped_lsn"),
     ("POST", "/archive"): lambda agent, body: agent.command("archive_into", body),
+    ("POST", "/overrides"): lambda agent, body: agent.command("update_overrides", body),
+    ("POST", "/overrides/unassign"): lambda agent, _b: agent.command("unassign_configuration"),
+    ("GET", "/configuration"): lambda agent, _body: agent.command("configuration"),
 }
 
 

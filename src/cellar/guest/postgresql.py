@@ -51,6 +51,7 @@ from cellar.guest.pgfiles import (
     socket_dir_for,
     with_auto_settings,
 )
+from cellar.guest.pgoverrides import PgOverrides
 from cellar.guest.pgreplication import AUTO_CONF, PgReplication
 from cellar.guest.pgsetup import create_objects, create_replication_role, set_superuser_password
 
@@ -89,6 +90,7 @@ class PostgreSQL(DatastoreManager):
         self._stopped = False  # the last command was a stop
         self.replication = PgReplication(self)
         self.backrest = PgBackRest(self)
+        self.overrides = PgOverrides(self)
 
     # Running the server's programs.
 
@@ -388,6 +390,14 @@ class PostgreSQL(DatastoreManager):
             autocommit=True,
             connect_timeout=10,
         )
+
+    # Configuration groups (`pgoverrides.py`).
+
+    def update_overrides(self, values: dict[str, str]) -> list[str]:
+        return self.overrides.apply(values)
+
+    def configuration(self) -> dict[str, str]:
+        return self.overrides.in_force()
 
     # Replication (`pgreplication.py`).
 
