@@ -176,7 +176,14 @@ def load_catalogue(datastore: str, version: str) -> dict[str, Parameter] | None:
 
 # Units PostgreSQL accepts in a value, in bytes and in milliseconds.
 _MEMORY: dict[str, float] = {"B": 1, "kB": 1024, "MB": 1024**2, "GB": 1024**3, "TB": 1024**4}
-_TIME: dict[str, float] = {"us": 0.001, "ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, "d": 86_400_000}
+_TIME: dict[str, float] = {
+    "us": 0.001,
+    "ms": 1,
+    "s": 1000,
+    "min": 60_000,
+    "h": 3_600_000,
+    "d": 86_400_000,
+}
 _NUMBER = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*([A-Za-z]*)\s*$")
 _TRUE = {"on", "true", "yes", "1", "t", "y"}
 _FALSE = {"off", "false", "no", "0", "f", "n"}
@@ -286,8 +293,6 @@ def check_values(
     return checked
 
 
-def restart_needed(
-    catalogue: Mapping[str, Parameter], changed: Iterable[str]
-) -> list[str]:
+def restart_needed(catalogue: Mapping[str, Parameter], changed: Iterable[str]) -> list[str]:
     """The names among `changed` that take effect only on a restart."""
     return sorted(n for n in changed if n in catalogue and catalogue[n].restart_required)
