@@ -8,13 +8,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cellar.api import configurations
 from cellar.api.restores import Restore
 from cellar.api.schemas import DatastoreRef, InstanceCreate
 from cellar.config import Settings
 from cellar.db import catalog
 from cellar.db.instances import create_instance
 from cellar.db.jobs import submit_job
-from cellar.db.models import Datastore, DatastoreVersion, Flavor, Instance
+from cellar.db.models import Configuration, Datastore, DatastoreVersion, Flavor, Instance
 from cellar.db.security_groups import create_security_group
 from cellar.domain.errors import BadRequest, NotFound
 from cellar.domain.specs import DatabaseSpec, InstanceSpec, UserSpec, spec_to_dict
@@ -94,6 +95,7 @@ def provision(
         raise BadRequest("instance.volume", "is required (unless replica_of is given)")
     flavor = resolve_flavor(session, ref=request.flavorRef, field="instance.flavorRef")
     datastore, version = resolve_version(session, ref=request.datastore)
+    group, overrides = _configuration(session, request, version, project_id)
     extra: dict[str, Any] = {}
     if restore is not None:
         if version.id != restore.version_id:
@@ -139,13 +141,31 @@ def provision(
         is_public=access.is_public if access is not None else False,
         provisioning_engine=provisioning_engine,
     )
-    submit_job(
-        session,
-        kind=JobKind.PROVISION_INSTANCE.value,
-        instance_id=spec.instance_id,
-        args={"spec": spec_to_dict(spec)},
-    )
+    args: dict[str, Any] = {"spec": spec_to_dict(spec)}
+    if group is not None:
+        row.configuration_id = group.id
+        args["overrides"] = overrides
+    submit_job(session, kind=JobKind.PROVISION_INSTANCE.value, instance_id=spec.instance_id,
+               args=args)  # fmt: skip
     return row, (datastore.name, version.name)
+
+
+def _configuration(
+    session: Session, request: InstanceCreate, version: DatastoreVersion, project_id: str
+) -> tuple[Configuration | None, dict[str, str]]:
+    """The configuration group a create names, and its values as the guest takes them."""
+    if request.configuration is None:
+        return None, {}
+    group = configurations.find_group(session, ref=request.configuration, project_id=project_id)
+    if group.datastore_version_id != version.id:
+        raise BadRequest(
+            "instance.configuration",
+            f"configuration group {group.id} is for another datastore version than {version.name}",
+        )
+    values = configurations.checked_values(
+        session, version_id=version.id, values=group.values, field="values"
+    )
+    return group, values
 
 
 def new_spec(

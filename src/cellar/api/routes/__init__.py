@@ -12,6 +12,7 @@ from cellar.api.routes import (
     backup_schedules,
     backups,
     clusters,
+    configurations,
     datastores,
     events,
     flavors,
@@ -38,6 +39,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     mgmt.router,
     backups.router,
     backup_schedules.router,
+    configurations.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]

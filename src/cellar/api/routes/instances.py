@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy.orm import Session
 
-from cellar.api import cluster_provisioning, restores
+from cellar.api import cluster_provisioning, configurations, restores
 from cellar.api.auth import Ctx
 from cellar.api.deps import ApiState, Links, State
 from cellar.api.provisioning import provision
@@ -162,6 +162,10 @@ def update_instance(
                     "only null (detach) is accepted here; create a replica with replica_of",
                 )
             detach(session, replica=row)
+        if "configuration" in update.model_fields_set:  # null detaches (troveclient's edit)
+            configurations.change_configuration(
+                session, row, update.configuration, project_id=row.tenant_id
+            )
     return Response(status_code=202)
 
 
