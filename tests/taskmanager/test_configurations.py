@@ -9,7 +9,6 @@ import pytest
 from plane import ControlPlane
 from test_clusters import create_cluster, member
 
-
 PG15 = "8f7c3b1e-0c5e-4c55-9d8e-5f0a3a3d1015"
 
 
