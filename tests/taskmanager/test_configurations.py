@@ -145,7 +145,8 @@ def test_attach_a_dynamic_group_applies_at_once(plane: ControlPlane) -> None:
     plane.run()
     inst = plane.show(iid)
     assert inst["status"] == "ACTIVE", inst
-    assert inst.get("configuration", {}).get("id", group["id"]) == group["id"]
+    assert inst["configuration"]["id"] == group["id"]
+    assert inst["configuration"]["links"][0]["href"].endswith(f"/configurations/{group['id']}")
     assert in_force(plane, iid) == {"statement_timeout": "5s", "work_mem": "8MB"}
     shown = plane.http.get(plane.url(f"/configurations/{group['id']}")).json()["configuration"]
     assert shown["instance_count"] == 1
@@ -160,6 +161,7 @@ def test_attach_a_dynamic_group_applies_at_once(plane: ControlPlane) -> None:
     plane.run()
     assert in_force(plane, iid) == {}
     assert plane.show(iid)["status"] == "ACTIVE"
+    assert "configuration" not in plane.show(iid)
     r = plane.http.get(plane.url(f"/configurations/{group['id']}/instances"))
     assert r.json() == {"instances": []}
 
