@@ -265,6 +265,26 @@ def test_attach_errors(plane: ControlPlane) -> None:
     assert r.status_code == 400 and "instance.configuration" in r.text
     r = plane.http.put(plane.url(f"/instances/{iid}"), json={"nothing": 1})
     assert r.status_code == 400
+    # Trove: besides a name, one change at a time.
+    r = plane.http.put(
+        plane.url(f"/instances/{iid}"),
+        json={"instance": {"configuration": group["id"], "replica_of": None}},
+    )
+    assert r.status_code == 400 and "one attribute" in r.text
+    # A rename with an attach, through PUT (current troveclient's `update`).
+    r = plane.http.put(
+        plane.url(f"/instances/{iid}"),
+        json={"instance": {"name": "renamed", "configuration": group["id"]}},
+    )
+    assert r.status_code == 202, r.text
+    plane.run()
+    assert plane.show(iid)["name"] == "renamed"
+    assert plane.show(iid)["configuration"]["id"] == group["id"]
+    # troveclient's `update(remove_configuration=True)`: a null configuration via PUT.
+    r = plane.http.put(plane.url(f"/instances/{iid}"), json={"instance": {"configuration": None}})
+    assert r.status_code == 202
+    plane.run()
+    assert "configuration" not in plane.show(iid)
     attach(plane, iid, None)  # nothing attached: nothing to do
     assert plane.show(iid)["status"] == "ACTIVE"
 

@@ -3,8 +3,9 @@ create (200), list, show (with values and instance count), the instances of a gr
 PUT (replace values, name, description: 202) and PATCH (merge values: 200), both
 applied again to every attached instance; delete (202; 400 while attached). Attach and
 detach through `PUT /instances/{id}` (Trove's `update`: `{"instance": {"configuration":
-id}}` attaches, no configuration detaches); `GET /instances/{id}/configuration` the
-values in force. The parameter catalogue under `/datastores/.../parameters`."""
+id}}` attaches, a null one or an empty `instance` detaches; in routes/instances.py);
+`GET /instances/{id}/configuration` the values in force. The parameter catalogue under
+`/datastores/.../parameters`."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from cellar.api import configurations as groups
 from cellar.api.auth import Ctx
 from cellar.api.deps import State
 from cellar.api.provisioning import resolve_version
-from cellar.api.schemas import DatastoreRef, Name, Reference, StrictModel
+from cellar.api.schemas import DatastoreRef, Name, StrictModel
 from cellar.api.validation import parse
 from cellar.api.views.configurations import (
     ConfigurationEnvelope,
@@ -72,14 +73,6 @@ class ConfigurationEdit(StrictModel):
 
 class ConfigurationEditRequest(StrictModel):
     configuration: ConfigurationEdit
-
-
-class InstanceModify(StrictModel):
-    configuration: Reference | None = None
-
-
-class InstanceModifyRequest(StrictModel):
-    instance: InstanceModify
 
 
 def _envelope(state: State, row: Configuration) -> ConfigurationEnvelope:
@@ -206,19 +199,7 @@ def delete_configuration(configuration_id: str, ctx: Ctx, state: State) -> Respo
     return Response(status_code=202)
 
 
-# Attach and detach, the values in force.
-
-
-@router.put("/instances/{instance_id}", status_code=202)
-def modify_instance(
-    instance_id: str, ctx: Ctx, state: State, body: Annotated[Any, Body()] = None
-) -> Response:
-    """Trove's `PUT /instances/{id}`: attach the named group, or with none detach."""
-    request = parse(InstanceModifyRequest, body, "").instance
-    with transaction(state.sessions) as session:
-        row = instances_repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
-        groups.change_configuration(session, row, request.configuration, project_id=row.tenant_id)
-    return Response(status_code=202)
+# The values in force (attach and detach: `PUT /instances/{id}`, routes/instances.py).
 
 
 @router.get("/instances/{instance_id}/configuration")

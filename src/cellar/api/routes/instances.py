@@ -144,25 +144,31 @@ def _window(state: ApiState, archive: str) -> RestorableWindow | None:
         return None
 
 
+@router.put("/instances/{instance_id}", status_code=202)
 @router.patch("/instances/{instance_id}", status_code=202)
 def update_instance(
     instance_id: str, ctx: Ctx, state: State, body: Annotated[Any, Body()] = None
 ) -> Response:
-    """Trove's `PATCH /instances/{id}`: `{"instance": {"replica_of": null}}` detaches a
-    replica (it is promoted into an instance of its own); a `name` renames."""
+    """Trove's `PUT /instances/{id}` (`PATCH`, its deprecated alias, does the same): a
+    `name` renames; besides it one change at a time: `{"replica_of": null}` detaches a
+    replica (promoted into an instance of its own), `configuration` attaches a
+    configuration group (null detaches it), and an empty `instance` detaches it too."""
     update = parse(InstanceUpdateRequest, body, "").instance
+    given = update.model_fields_set
+    if len(given - {"name"}) > 1:
+        raise BadRequest("instance", "only one attribute (besides name) may change at a time")
     with transaction(state.sessions) as session:
         row = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
         if update.name is not None:
             row.name = update.name
-        if "replica_of" in update.model_fields_set:
+        if "replica_of" in given:
             if update.replica_of is not None:
                 raise BadRequest(
                     "instance.replica_of",
                     "only null (detach) is accepted here; create a replica with replica_of",
                 )
             detach(session, replica=row)
-        if "configuration" in update.model_fields_set:  # null detaches (troveclient's edit)
+        if "configuration" in given or not given:
             configurations.change_configuration(
                 session, row, update.configuration, project_id=row.tenant_id
             )
