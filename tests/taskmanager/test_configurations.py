@@ -146,6 +146,7 @@ def test_attach_a_dynamic_group_applies_at_once(plane: ControlPlane) -> None:
     inst = plane.show(iid)
     assert inst["status"] == "ACTIVE", inst
     assert inst["configuration"]["id"] == group["id"]
+    assert inst["configuration"]["name"] == "g1"
     assert inst["configuration"]["links"][0]["href"].endswith(f"/configurations/{group['id']}")
     assert in_force(plane, iid) == {"statement_timeout": "5s", "work_mem": "8MB"}
     shown = plane.http.get(plane.url(f"/configurations/{group['id']}")).json()["configuration"]

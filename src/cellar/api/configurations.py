@@ -126,3 +126,11 @@ def change_configuration(
         detach(session, row=row)
         return
     attach(session, row=row, group=find_group(session, ref=ref, project_id=project_id))
+
+
+def group_name(session: Session, row: Instance) -> str | None:
+    """The name of `row`'s configuration group, if it has one."""
+    if row.configuration_id is None:
+        return None
+    group = session.get(Configuration, row.configuration_id)
+    return None if group is None else group.name

@@ -123,8 +123,11 @@ def show_instance(instance_id: str, ctx: Ctx, state: State, linker: Links) -> In
         row = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
         label = _label(session, row)
         replicas = repo.replicas_of(session, instance_id=row.id)
+        group = configurations.group_name(session, row)
     timeout = state.settings.guest_heartbeat_timeout_s
     view = instance_view(row, label, linker, heartbeat_timeout_s=timeout, replicas=replicas)
+    if view.configuration is not None and group is not None:
+        view.configuration["name"] = group
     window = _window(state, archive_id(row.id, row.cluster_id))
     if window is not None:
         view.restorable_from, view.restorable_until = restores.window_bounds(window)
