@@ -80,6 +80,9 @@ def test_bad_values_name_the_parameter_and_the_range() -> None:
     assert "from 1 to 262143" in caught.value.message
     with pytest.raises(BadRequest, match="unit 'MB' is not accepted"):
         check_values(catalogue, {"statement_timeout": "5MB"})
+    for huge in (10**400, "1e400", float("nan"), float("inf")):
+        with pytest.raises(BadRequest, match="from 64 to"):
+            check_values(catalogue, {"work_mem": huge})
     with pytest.raises(BadRequest, match="one line"):
         check_values(catalogue, {"search_path": "a\nport = 1"})
     with pytest.raises(UnprocessableEntity, match="archive_command may not be set"):

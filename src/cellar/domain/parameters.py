@@ -245,7 +245,10 @@ def _check_number(p: Parameter, value: Any, field: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise BadRequest(field, f"must be {allowed}")
     if isinstance(value, (int, float)):
-        number, unit = float(value), ""
+        try:
+            number, unit = float(value), ""
+        except OverflowError:  # an integer beyond any float
+            raise BadRequest(field, f"must be {allowed}") from None
         text = str(value)
     else:
         match = _NUMBER.match(value)
