@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from cellar.guest.manager import GuestCommandError
 from cellar.guest.pgfiles import CONF, OVERRIDES, OVERRIDES_INCLUDE
 from cellar.guest.pgoverrides import parse_overrides
 from cellar.guest.postgresql import PostgreSQL
@@ -49,6 +50,12 @@ def test_dynamic_at_once_restart_only_after_restart_defaults_back(data_dir: Path
     assert show(pg, "shared_buffers") == "48MB"
     assert pg.update_overrides({"work_mem": "8MB", "statement_timeout": "5s",
                                 "shared_buffers": "48MB"}) == []  # fmt: skip
+
+    # A value PostgreSQL refuses changes nothing (it would stop the next start).
+    with pytest.raises(GuestCommandError, match="timezone"):
+        pg.update_overrides({"timezone": "Mars/Olympus_Mons", "work_mem": "1MB"})
+    assert show(pg, "work_mem") == "8MB"
+    assert "shared_buffers = '48MB'" in (data_dir / "pgdata" / OVERRIDES).read_text()
 
     pending = pg.update_overrides({})
     assert pending == ["shared_buffers"]

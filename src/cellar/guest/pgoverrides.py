@@ -53,13 +53,39 @@ class PgOverrides:
         conf = pgdata / CONF
         self.pg._write(conf, arranged(conf.read_text()))
         target = pgdata / OVERRIDES
+        previous = target.read_text() if target.exists() else None
         if values:
             self.pg._write(target, overrides_conf(values))
         else:
             target.unlink(missing_ok=True)
         if self.pg.status() is not ServiceStatus.RUNNING:
             return []  # a stopped server takes them all when it starts
+        refused = self._refused()
+        if refused:  # the last values stay: a bad one would stop the next start
+            if previous is None:
+                target.unlink(missing_ok=True)
+            else:
+                self.pg._write(target, previous)
+            raise GuestCommandError(f"PostgreSQL refuses {refused}")
         return self._reload()
+
+    def _refused(self) -> str | None:
+        """What PostgreSQL refuses in the overrides file, read afresh (`pg_file_settings`)."""
+        try:
+            with self.pg.connect() as conn:
+                # A restart-only setting's new value is "not applied" too: only the
+                # others' errors are refusals (the control plane checks those by type).
+                rows = conn.execute(
+                    "SELECT f.name, f.setting, f.error FROM pg_file_settings f "
+                    "LEFT JOIN pg_settings s ON s.name = f.name "
+                    "WHERE f.error IS NOT NULL AND f.sourcefile LIKE %s "
+                    "AND s.context IS DISTINCT FROM 'postmaster' ORDER BY f.seqno",
+                    (f"%/{OVERRIDES}",),
+                ).fetchall()
+        except psycopg.Error as exc:
+            message = exc.diag.message_primary or type(exc).__name__
+            raise GuestCommandError(f"Reading the settings failed: {message}") from None
+        return "; ".join(f"{name} = {setting!r} ({error})" for name, setting, error in rows) or None
 
     def _reload(self) -> list[str]:
         try:
