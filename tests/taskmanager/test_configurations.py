@@ -323,3 +323,22 @@ def test_on_a_cluster_every_member_gets_the_group(plane: ControlPlane) -> None:
     plane.run()
     for iid in ids:
         assert in_force(plane, iid) == {}
+
+
+def test_a_replication_group_takes_no_standby_limit(plane: ControlPlane) -> None:
+    cid = create_cluster(plane, [member(), member()])
+    plane.run()
+    primary = plane.http.get(plane.url(f"/clusters/{cid}")).json()["cluster"]["instances"][0]
+    group = make_group(plane, {"max_connections": 200})
+    r = attach(plane, primary["id"], group["id"], status=422)
+    assert "max_connections" in r["unprocessableEntity"]["message"]
+    group = make_group(plane, {"work_mem": "8MB"}, name="g2")
+    attach(plane, primary["id"], group["id"])
+    plane.run()
+    r = plane.http.patch(
+        plane.url(f"/configurations/{group['id']}"),
+        json={"configuration": {"values": {"max_locks_per_transaction": 128}}},
+    )
+    assert r.status_code == 422 and "max_locks_per_transaction" in r.text
+    shown = plane.http.get(plane.url(f"/configurations/{group['id']}")).json()["configuration"]
+    assert shown["values"] == {"work_mem": "8MB"}

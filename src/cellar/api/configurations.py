@@ -14,7 +14,7 @@ from cellar.db import configurations as repo
 from cellar.db.jobs import submit_job
 from cellar.db.models import Configuration, DatastoreVersion, Instance
 from cellar.domain.errors import BadRequest, UnprocessableEntity
-from cellar.domain.parameters import Parameter, check_values, load_catalogue
+from cellar.domain.parameters import STANDBY_LIMITS, Parameter, check_values, load_catalogue
 from cellar.domain.status import IDLE_TASKS, InstanceTask
 from cellar.taskmanager.kinds import JobKind
 
@@ -50,6 +50,19 @@ def members(session: Session, row: Instance) -> list[Instance]:
     return list(clusters_repo.members(session, cluster_id=row.cluster_id))
 
 
+def check_for_group(values: dict[str, Any], targets: list[Instance]) -> None:
+    """A replication group's members take no value of what a standby must match."""
+    if not any(t.cluster_id is not None for t in targets):
+        return
+    limited = sorted(STANDBY_LIMITS & {name.lower() for name in values})
+    if limited:
+        raise UnprocessableEntity(
+            f"The configuration parameters {', '.join(limited)} cannot be set on the "
+            "members of a replication group: a replica must allow at least what its "
+            "primary does, and cellar keeps them the same on every member."
+        )
+
+
 def _check_idle(row: Instance) -> None:
     task = InstanceTask(row.task_status)
     if task not in IDLE_TASKS:
@@ -74,6 +87,7 @@ def attach(session: Session, *, row: Instance, group: Configuration) -> None:
     targets = members(session, row)
     for member in targets:
         _check_idle(member)
+    check_for_group(group.values, targets)
     values = checked_values(
         session, version_id=group.datastore_version_id, values=group.values, field="values"
     )
@@ -103,7 +117,9 @@ def refresh(session: Session, *, group: Configuration) -> None:
     values = checked_values(
         session, version_id=group.datastore_version_id, values=group.values, field="values"
     )
-    for member in repo.attached_instances(session, configuration_id=group.id):
+    attached = repo.attached_instances(session, configuration_id=group.id)
+    check_for_group(group.values, attached)
+    for member in attached:
         if member.task_status == InstanceTask.DELETING.value:
             continue
         submit_job(

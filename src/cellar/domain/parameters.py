@@ -89,6 +89,15 @@ DENIED: dict[str, str] = {
 }
 
 
+# A hot standby refuses to run with less of these than its primary has (PostgreSQL:
+# "insufficient parameter settings"), and a group's members restart one at a time: on
+# a replication group's members they stay cellar's, the same on every member.
+STANDBY_LIMITS = frozenset(
+    {"max_connections", "max_worker_processes", "max_prepared_transactions",
+     "max_locks_per_transaction"}
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Parameter:
     """One setting as `pg_settings` describes it."""
