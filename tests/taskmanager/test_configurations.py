@@ -342,3 +342,24 @@ def test_a_replication_group_takes_no_standby_limit(plane: ControlPlane) -> None
     assert r.status_code == 422 and "max_locks_per_transaction" in r.text
     shown = plane.http.get(plane.url(f"/configurations/{group['id']}")).json()["configuration"]
     assert shown["values"] == {"work_mem": "8MB"}
+
+
+def test_new_replicas_and_members_get_the_primarys_group(plane: ControlPlane) -> None:
+    primary = active(plane)
+    group = make_group(plane, {"work_mem": "8MB", "max_connections": 150})
+    attach(plane, primary, group["id"])
+    plane.run()
+    plane.action(primary, {"restart": {}})
+    plane.run()
+    r = plane.http.post(
+        plane.url("/instances"), json={"instance": {"name": "r1", "replica_of": primary}}
+    )
+    assert r.status_code == 200, r.text
+    replica = r.json()["instance"]["id"]
+    plane.run()
+    inst = plane.show(replica)
+    assert inst["status"] == "ACTIVE", inst  # restarted while built: nothing pending
+    assert inst["configuration"]["id"] == group["id"]
+    assert in_force(plane, replica) == in_force(plane, primary) == {
+        "max_connections": "150", "work_mem": "8MB",
+    }  # fmt: skip
