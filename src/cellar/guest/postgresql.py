@@ -40,6 +40,7 @@ from cellar.guest.manager import (
 from cellar.guest.pgbackrest import PgBackRest
 from cellar.guest.pgfiles import (
     CONF,
+    OVERRIDES,
     PG_HBA,
     SUPERUSER,
     alive,
@@ -298,6 +299,8 @@ class PostgreSQL(DatastoreManager):
         # repository's host creates this server's stanza.
         self.backrest.ensure_server()
         self.backrest.restore(request.restore)
+        # The source's configuration group is not this instance's (a create may name one).
+        (self.pgdata / OVERRIDES).unlink(missing_ok=True)
         self._configure(request, fresh=False)
         # Recovery without hot standby: a hot standby refuses WAL written by a server
         # with more connections, WAL senders or slots than its own settings allow (a
