@@ -89,3 +89,39 @@ def test_dynamic_at_once_restart_only_on_restart_detach_restores(
         assert http.delete(f"/instances/{iid}").status_code == 202
         wait_until("deleted", lambda: http.get(f"/instances/{iid}").status_code == 404,
                    timeout=120)  # fmt: skip
+
+
+def test_a_replication_group_shares_its_primarys_group(local_env: dict[str, str]) -> None:
+    with serving(local_env) as served, served.client() as http:
+        body = {"configuration": {"name": "g", "values": {"work_mem": "8MB"}}}
+        gid = http.post("/configurations", json=body).json()["configuration"]["id"]
+        primary = create(http, "p1", configuration=gid)
+        primary_ip = wait_active(http, primary)["ip"][0]
+        assert setting(primary_ip, "work_mem") == "8MB"
+        r = http.post("/instances", json={"instance": {"name": "r1", "replica_of": primary}})
+        assert r.status_code == 200, r.text
+        replica = r.json()["instance"]["id"]
+        replica_ip = wait_active(http, replica)["ip"][0]
+        assert setting(replica_ip, "work_mem") == "8MB"
+        assert http.get(f"/instances/{replica}").json()["instance"]["configuration"]["id"] == gid
+
+        # A change of the group reaches every member at once.
+        r = http.patch(f"/configurations/{gid}",
+                       json={"configuration": {"values": {"work_mem": "16MB"}}})  # fmt: skip
+        assert r.status_code == 200, r.text
+        for ip in (primary_ip, replica_ip):
+            wait_until("16MB", lambda ip=ip: setting(ip, "work_mem") == "16MB", timeout=60)
+        # Detaching from one member detaches the group.
+        assert http.put(f"/instances/{replica}", json={"instance": {}}).status_code == 202
+        for ip in (primary_ip, replica_ip):
+            wait_until("4MB", lambda ip=ip: setting(ip, "work_mem") == "4MB", timeout=60)
+        for iid in (replica, primary):
+            wait_status(http, iid, "ACTIVE")
+        # The replica and its primary are one replication group: deleted as one.
+        cluster = http.get(f"/instances/{primary}").json()["instance"]["cluster_id"]
+        assert http.delete(f"/clusters/{cluster}").status_code == 202
+        wait_until(
+            "deleted",
+            lambda: all(http.get(f"/instances/{i}").status_code == 404 for i in (primary, replica)),
+            timeout=180,
+        )
