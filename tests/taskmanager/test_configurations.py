@@ -363,3 +363,15 @@ def test_new_replicas_and_members_get_the_primarys_group(plane: ControlPlane) ->
     assert in_force(plane, replica) == in_force(plane, primary) == {
         "max_connections": "150", "work_mem": "8MB",
     }  # fmt: skip
+
+
+def test_a_reboot_also_takes_the_restart_only_values(plane: ControlPlane) -> None:
+    iid = active(plane)
+    group = make_group(plane, {"max_connections": 150})
+    attach(plane, iid, group["id"])
+    plane.run()
+    assert plane.show(iid)["status"] == "RESTART_REQUIRED"
+    plane.action(iid, {"reboot": {}})
+    plane.run()
+    assert plane.show(iid)["status"] == "ACTIVE"
+    assert in_force(plane, iid) == {"max_connections": "150"}

@@ -160,7 +160,8 @@ class FakeGuest(GuestDriver):
         with self._call("restart") as tx:
             guest, _ = self._reachable(tx, instance_id)
             # The restart-only settings take their file's values.
-            tx.update(guest.changed(started=dict(guest.data.get("overrides") or {})))
+            overrides = dict(guest.data.get("overrides") or {})
+            tx.update(guest.changed(started=overrides, started_at=tx.now))
             guest = tx.get(GUEST, _key(instance_id)) or guest
             self._become(tx, guest, ServiceStatus.RUNNING, ServiceStatus.SHUTDOWN)
 
@@ -169,18 +170,19 @@ class FakeGuest(GuestDriver):
 
     def update_overrides(self, instance_id: str, values: dict[str, str]) -> list[str]:
         with self._call("update_overrides") as tx:
-            guest, _ = self._reachable(tx, instance_id)
-            tx.update(guest.changed(overrides=dict(values)))
-            return _pending_restart(guest.data, values)
+            guest, server = self._reachable(tx, instance_id)
+            started = _started(guest, server, tx.now)
+            tx.update(guest.changed(overrides=dict(values), started=started, started_at=tx.now))
+            return _pending_restart(guest.data, values, started)
 
     def unassign_configuration(self, instance_id: str) -> list[str]:
         return self.update_overrides(instance_id, {})
 
     def configuration(self, instance_id: str) -> dict[str, str]:
         with self._call("configuration") as tx:
-            guest, _ = self._reachable(tx, instance_id)
+            guest, server = self._reachable(tx, instance_id)
             overrides = dict(guest.data.get("overrides") or {})
-            started = dict(guest.data.get("started") or {})
+            started = _started(guest, server, tx.now)
             static = _restart_only(guest.data)
             live = {k: v for k, v in overrides.items() if k not in static}
             return {**live, **{k: v for k, v in started.items() if k in static}}
@@ -341,9 +343,17 @@ def _restart_only(data: JSON) -> set[str]:
     return {n for n, p in (catalogue or {}).items() if p.restart_required}
 
 
-def _pending_restart(data: JSON, values: dict[str, str]) -> list[str]:
+def _started(guest: Row, server: Row, now: float) -> dict[str, str]:
+    """The overrides the datastore last started with: a reboot of its server since the
+    last restart or change starts it with the current ones."""
+    boot_at = server.data.get("boot_at")
+    if boot_at is not None and float(guest.data.get("started_at") or 0.0) < boot_at <= now:
+        return dict(guest.data.get("overrides") or {})
+    return dict(guest.data.get("started") or {})
+
+
+def _pending_restart(data: JSON, values: dict[str, str], started: dict[str, str]) -> list[str]:
     """The restart-only settings whose file value is not the one the datastore runs."""
-    started = dict(data.get("started") or {})
     static = _restart_only(data)
     return sorted(
         n for n in static & (set(values) | set(started)) if values.get(n) != started.get(n)
