@@ -356,6 +356,11 @@ def test_new_replicas_and_members_get_the_primarys_group(plane: ControlPlane) ->
     )
     assert r.status_code == 200, r.text
     replica = r.json()["instance"]["id"]
+    r = plane.http.post(
+        plane.url("/instances"),
+        json={"instance": {"name": "r2", "replica_of": primary, "configuration": group["id"]}},
+    )
+    assert r.status_code == 400 and "instance.configuration" in r.text
     plane.run()
     inst = plane.show(replica)
     assert inst["status"] == "ACTIVE", inst  # restarted while built: nothing pending
