@@ -1,5 +1,6 @@
 """`/instances`: create (200, BUILD; with `replica_of`, replicas), list with pagination,
-show, update (rename; detach a replica), delete (202)."""
+show, update (PUT or PATCH: rename; detach a replica; attach or detach a configuration
+group), delete (202)."""
 
 from __future__ import annotations
 
