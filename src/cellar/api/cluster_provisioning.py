@@ -12,9 +12,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cellar.api import configurations
 from cellar.api.provisioning import (
     DEFAULT_CIDRS,
     new_spec,
@@ -27,6 +29,7 @@ from cellar.api.schemas import ClusterCreate, ClusterMember, ShrinkMember
 from cellar.config import Settings
 from cellar.db import catalog
 from cellar.db import clusters as repo
+from cellar.db import configurations as configurations_repo
 from cellar.db import instances as instances_repo
 from cellar.db.jobs import submit_job
 from cellar.db.models import Cluster, DatastoreVersion, Instance
@@ -100,12 +103,18 @@ def grow(
         first_number=len(current) + 1,
         taken={m.name for m in current},
     )
-    submit_job(
-        session,
-        kind=JobKind.GROW_CLUSTER.value,
-        instance_id=cluster.id,
-        args={"members": [spec_to_dict(s) for s in specs]},
-    )
+    args: dict[str, Any] = {"members": [spec_to_dict(s) for s in specs]}
+    if primary.configuration_id is not None:  # the new members get the group's values
+        group = configurations_repo.get_configuration(
+            session, configuration_id=primary.configuration_id
+        )
+        args["overrides"] = configurations.checked_values(
+            session, version_id=group.datastore_version_id, values=group.values, field="values"
+        )
+        for spec in specs:
+            row = instances_repo.get_instance(session, instance_id=spec.instance_id)
+            row.configuration_id = group.id
+    submit_job(session, kind=JobKind.GROW_CLUSTER.value, instance_id=cluster.id, args=args)
     return specs
 
 

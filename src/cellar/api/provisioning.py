@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from cellar.api import configurations
 from cellar.api.quota_checks import check_instances
 from cellar.api.restores import Restore
 from cellar.api.schemas import DatastoreRef, InstanceCreate
@@ -15,7 +16,7 @@ from cellar.config import Settings
 from cellar.db import catalog
 from cellar.db.instances import create_instance
 from cellar.db.jobs import SEALED, submit_job
-from cellar.db.models import Datastore, DatastoreVersion, Flavor, Instance
+from cellar.db.models import Configuration, Datastore, DatastoreVersion, Flavor, Instance
 from cellar.db.sealing import seal
 from cellar.db.security_groups import create_security_group
 from cellar.domain.errors import BadRequest, NotFound
@@ -115,6 +116,7 @@ def provision(
         flavors=[flavor],
         volume_gb=request.volume.size,
     )
+    group, overrides = _configuration(session, request, version, project_id)
     extra: dict[str, Any] = {}
     if restore is not None:
         if version.id != restore.version_id:
@@ -165,10 +167,31 @@ def provision(
     args: dict[str, Any] = {"spec": spec_to_dict(without_passwords(spec))}
     if spec.users:
         args[SEALED] = seal(settings.secret_key_path, {"passwords": spec_passwords(spec)})
+    if group is not None:
+        row.configuration_id = group.id
+        args["overrides"] = overrides
     submit_job(
         session, kind=JobKind.PROVISION_INSTANCE.value, instance_id=spec.instance_id, args=args
     )
     return row, (datastore.name, version.name)
+
+
+def _configuration(
+    session: Session, request: InstanceCreate, version: DatastoreVersion, project_id: str
+) -> tuple[Configuration | None, dict[str, str]]:
+    """The configuration group a create names, and its values as the guest takes them."""
+    if request.configuration is None:
+        return None, {}
+    group = configurations.find_group(session, ref=request.configuration, project_id=project_id)
+    if group.datastore_version_id != version.id:
+        raise BadRequest(
+            "instance.configuration",
+            f"configuration group {group.id} is for another datastore version than {version.name}",
+        )
+    values = configurations.checked_values(
+        session, version_id=version.id, values=group.values, field="values"
+    )
+    return group, values
 
 
 def new_spec(

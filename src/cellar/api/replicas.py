@@ -68,6 +68,10 @@ def provision_replicas(
             raise BadRequest(
                 f"instance.{field}", "a replica has its primary's; create them on the primary"
             )
+    if request.configuration is not None:
+        raise BadRequest(
+            "instance.configuration", "a replica has its primary's configuration group"
+        )
     if request.datastore is not None:
         _datastore, version = resolve_version(session, ref=request.datastore)
         if version.id != primary.datastore_version_id:

@@ -214,6 +214,7 @@ class InstanceCreate(StrictModel):
     replica_of: Reference | None = None
     replica_count: Annotated[int, Field(ge=1, le=MAX_REPLICAS, strict=True)] | None = None
     restorePoint: RestorePoint | None = None
+    configuration: Reference | None = None
 
     @field_validator("databases")
     @classmethod
@@ -235,6 +236,7 @@ class InstanceCreateRequest(StrictModel):
 class InstanceUpdate(StrictModel):
     name: Name | None = None
     replica_of: Reference | None = None
+    configuration: Reference | None = None
 
 
 class InstanceUpdateRequest(StrictModel):

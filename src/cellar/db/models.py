@@ -120,6 +120,23 @@ class Backup(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
+class Configuration(Base):
+    """A configuration group (Trove's): parameter values for instances of one datastore
+    version; `values` as the user gave them, names lower-cased."""
+
+    __tablename__ = "configurations"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(255), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    datastore_version_id: Mapped[str] = mapped_column(ForeignKey("datastore_versions.id"))
+    values: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class BackupSchedule(Base):
     """Automated backups of one instance: one every `interval_s`, due at `next_at`; the
     engine keeps the newest `keep_full` full backups, or those of the last `keep_days`."""
@@ -330,6 +347,7 @@ class RootEnabledHistory(Base):
     user: Mapped[str] = mapped_column(String(255))
     created: Mapped[datetime] = mapped_column(DateTime)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
+
 
 class Quota(Base):
     """A project's own limit of one resource (Trove's `quotas`); a resource without a row

@@ -46,6 +46,7 @@ from cellar.guest.manager import (
     read_marker,
     write_marker,
 )
+from cellar.guest.pgoverrides import parse_overrides
 from cellar.guest.protocol import META_DATA, SECRET_HEADER, USER_DATA, heartbeat_path
 
 log = logging.getLogger("cellar.guest")
@@ -114,6 +115,10 @@ def _make_source(manager: DatastoreManager, body: Any) -> dict[str, Any]:
     return {}
 
 
+def _update_overrides(manager: DatastoreManager, body: Any) -> dict[str, Any]:
+    return {"pending_restart": manager.update_overrides(parse_overrides(body))}
+
+
 def _drop_slot(manager: DatastoreManager, body: Any) -> dict[str, Any]:
     manager.drop_slot(parse_slot(body.get("slot") if isinstance(body, dict) else None))
     return {}
@@ -144,6 +149,9 @@ COMMANDS: dict[str, Any] = {
     "archive_into": _archive_into,
     # Users and databases (`cellar.guest.accounts`): passwords in, never out.
     **{name: _on_accounts(command) for name, command in ACCOUNT_COMMANDS.items()},
+    "update_overrides": _update_overrides,
+    "unassign_configuration": lambda m, _b: {"pending_restart": m.update_overrides({})},
+    "configuration": lambda m, _b: {"values": m.configuration()},
 }
 
 
@@ -295,7 +303,7 @@ class Agent:
                 return 409, {"error": "no datastore has been prepared on this server"}
             started = time.monotonic()
             extra: dict[str, Any] = action(manager, body)
-            if name not in ("replication", "stopped_lsn"):  # reads, polled often
+            if name not in ("replication", "stopped_lsn", "configuration"):  # reads
                 log.info("%s done in %.2f s", name, time.monotonic() - started)
             return 200, {"service_status": manager.status().value, **extra}
         except ValueError as exc:

@@ -93,6 +93,9 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/users/grant"): lambda agent, body: agent.command("grant", body),
     ("POST", "/users/revoke"): lambda agent, body: agent.command("revoke", body),
     ("POST", "/root/disable"): lambda agent, _body: agent.command("disable_root"),
+    ("POST", "/overrides"): lambda agent, body: agent.command("update_overrides", body),
+    ("POST", "/overrides/unassign"): lambda agent, _b: agent.command("unassign_configuration"),
+    ("GET", "/configuration"): lambda agent, _body: agent.command("configuration"),
 }
 
 

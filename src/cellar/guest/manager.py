@@ -275,6 +275,17 @@ class DatastoreManager(abc.ABC):
         st = os.statvfs(self.data_dir)
         return {"size_bytes": st.f_blocks * st.f_frsize, "free_bytes": st.f_bavail * st.f_frsize}
 
+    # Configuration groups (the seed's update_overrides and unassign_configuration).
+
+    def update_overrides(self, values: dict[str, str]) -> list[str]:
+        """Make `values` the configuration group's (empty: none) and apply what can be
+        applied at once; returns the settings that wait for a restart."""
+        raise GuestCommandError(f"{type(self).__name__} does not support configuration groups")
+
+    def configuration(self) -> dict[str, str]:
+        """The settings in force that are not the datastore's own defaults."""
+        raise GuestCommandError(f"{type(self).__name__} does not support configuration groups")
+
     # Replication: unsupported until a datastore's manager implements it.
 
     def _unsupported(self, what: str) -> GuestCommandError:

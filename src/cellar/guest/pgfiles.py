@@ -12,6 +12,11 @@ SUPERUSER = "postgres"
 REPLICATION_USER = "cellar_replicator"  # cellar.domain.replication's
 # cellar's settings, included from postgresql.conf.
 CONF = "cellar.conf"
+# A configuration group's values, included from cellar.conf between the flavor-sized
+# defaults (which a group may change) and the settings cellar manages (which it may not:
+# in a postgresql.conf file the last value of a setting wins).
+OVERRIDES = "cellar-overrides.conf"
+OVERRIDES_INCLUDE = f"include_if_exists '{OVERRIDES}'"
 # A Unix socket path longer than this does not fit in sockaddr_un (108 bytes with NUL).
 _MAX_SOCKET_PATH = 100
 
@@ -106,7 +111,28 @@ def cellar_conf(
         settings["max_connections"] = str(GROUP_MAX_CONNECTIONS)
     settings.update(extra or {})
     header = "# Written by the cellar guest agent: address, port and memory from the flavor."
-    return "\n".join([header, *(f"{name} = {value}" for name, value in settings.items()), ""])
+    return arranged(
+        "\n".join([header, *(f"{name} = {value}" for name, value in settings.items()), ""])
+    )
+
+
+def arranged(text: str) -> str:
+    """cellar.conf's `text` in its order: comments, the flavor-sized defaults, the include
+    of a configuration group's overrides, then everything cellar manages (a cellar.conf
+    written before configuration groups gets the include here)."""
+    lines = [line for line in text.splitlines() if line.strip() and line != OVERRIDES_INCLUDE]
+    comments = [line for line in lines if line.lstrip().startswith("#")]
+    settings = [line for line in lines if not line.lstrip().startswith("#")]
+    tunable = set(memory_settings(64))
+    defaults = [line for line in settings if line.split("=", 1)[0].strip() in tunable]
+    managed = [line for line in settings if line not in defaults]
+    return "\n".join([*comments, *defaults, OVERRIDES_INCLUDE, *managed, ""])
+
+
+def overrides_conf(values: dict[str, str]) -> str:
+    """The overrides file: a configuration group's values, each quoted."""
+    header = "# A configuration group's values, written by the cellar guest agent."
+    return "\n".join([header, *(f"{name} = {quote(v)}" for name, v in sorted(values.items())), ""])
 
 
 def conninfo(**values: str | int) -> str:

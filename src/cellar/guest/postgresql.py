@@ -40,6 +40,7 @@ from cellar.guest.manager import (
 from cellar.guest.pgbackrest import PgBackRest
 from cellar.guest.pgfiles import (
     CONF,
+    OVERRIDES,
     PG_HBA,
     SUPERUSER,
     alive,
@@ -51,6 +52,7 @@ from cellar.guest.pgfiles import (
     socket_dir_for,
     with_auto_settings,
 )
+from cellar.guest.pgoverrides import PgOverrides
 from cellar.guest.pgreplication import AUTO_CONF, PgReplication
 from cellar.guest.pgsetup import create_objects, create_replication_role, set_superuser_password
 from cellar.guest.pgusers import PgAccounts
@@ -90,6 +92,7 @@ class PostgreSQL(DatastoreManager):
         self._stopped = False  # the last command was a stop
         self.replication = PgReplication(self)
         self.backrest = PgBackRest(self)
+        self.overrides = PgOverrides(self)
 
     # Running the server's programs.
 
@@ -297,6 +300,8 @@ class PostgreSQL(DatastoreManager):
         # repository's host creates this server's stanza.
         self.backrest.ensure_server()
         self.backrest.restore(request.restore)
+        # The source's configuration group is not this instance's (a create may name one).
+        (self.pgdata / OVERRIDES).unlink(missing_ok=True)
         self._configure(request, fresh=False)
         # Recovery without hot standby: a hot standby refuses WAL written by a server
         # with more connections, WAL senders or slots than its own settings allow (a
@@ -392,6 +397,14 @@ class PostgreSQL(DatastoreManager):
             autocommit=True,
             connect_timeout=10,
         )
+
+    # Configuration groups (`pgoverrides.py`).
+
+    def update_overrides(self, values: dict[str, str]) -> list[str]:
+        return self.overrides.apply(values)
+
+    def configuration(self) -> dict[str, str]:
+        return self.overrides.in_force()
 
     # Replication (`pgreplication.py`).
 

@@ -27,6 +27,7 @@ from cellar.resource_managers.cluster_steps import (
 )
 from cellar.resource_managers.common import CreateStanza
 from cellar.resource_managers.failover import detach_flow, failover_flow, switchover_flow
+from cellar.taskmanager.configuration_flows import ApplyConfiguration
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
 
@@ -115,9 +116,17 @@ def cluster_steps(manager: ResourceManager, store: DbInstanceStore, job: Job) ->
             flow = manager.grow_cluster(cid, members)
             primary = members[0].replica_of or ""
             source = [MakeReplicationSource(manager.ctx, primary, cid, name="primary.source")]
+        # The primary's configuration group on the new members (restarted if need be).
+        overrides = [
+            ApplyConfiguration(manager, store, iid, dict(args["overrides"]), restart=True,
+                               name=f"configuration.apply.{iid}")
+            for iid in ids
+            if args.get("overrides")
+        ]  # fmt: skip
         return [
             *source,
             flow,
+            *overrides,
             *stanza,
             FinishMembers(store, cid, ids, name="members.ready"),
             update,

@@ -19,6 +19,7 @@ from cellar.resource_managers.base import ResourceManager
 from cellar.resource_managers.common import CreateStanza, OperationCancelled, restart_flow
 from cellar.taskmanager.backup_flows import backup_steps
 from cellar.taskmanager.cluster_flows import cluster_steps
+from cellar.taskmanager.configuration_flows import ApplyConfiguration, configuration_steps
 from cellar.taskmanager.kinds import JobKind
 from cellar.taskmanager.store import DbInstanceStore
 
@@ -105,9 +106,15 @@ def build_flow(manager: ResourceManager, store: DbInstanceStore, job: Job) -> An
         steps = [
             manager.provision_instance(spec),
             ForgetSecrets(store, job.id, name="secrets.forget"),
-            CreateStanza(manager.ctx, spec, name="backup.stanza"),
-            finish,
         ]
+        if args.get("overrides"):
+            values = dict(args["overrides"])
+            steps.append(
+                ApplyConfiguration(
+                    manager, store, iid, values, restart=True, name="configuration.apply"
+                )
+            )
+        steps += [CreateStanza(manager.ctx, spec, name="backup.stanza"), finish]
     elif kind is JobKind.RESIZE_FLAVOR:
         steps = [manager.resize_flavor(iid, flavor_from_dict(args["flavor"])), finish]
     elif kind is JobKind.RESIZE_VOLUME:
@@ -116,6 +123,8 @@ def build_flow(manager: ResourceManager, store: DbInstanceStore, job: Job) -> An
         steps = [manager.reboot(iid), finish]
     elif kind is JobKind.RESTART:
         steps = [restart_flow(manager.ctx, iid), finish]
+    elif kind in (JobKind.UPDATE_OVERRIDES, JobKind.UNASSIGN_CONFIGURATION):
+        steps = configuration_steps(manager, store, iid, args)
     elif kind is JobKind.DELETE_INSTANCE:
         steps = [manager.delete_instance(iid), MarkDeleted(store, iid, name="instance.deleted")]
     elif kind is JobKind.ADD_SECURITY_GROUP_RULE:

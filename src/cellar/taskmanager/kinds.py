@@ -10,6 +10,13 @@
 - delete_security_group_rule (task unchanged): {"rule_id": str}
 - update_security_group_rule_cidr (task unchanged): {"rule_id": str, "cidr": str}
 
+Configuration groups (guest tasks, the same under every manager; task unchanged, then
+NONE or RESTART_REQUIRED from what waits for a restart):
+- update_overrides: {"values": {name: value as postgresql.conf takes it}}
+- unassign_configuration: {}
+A provision_instance job's args may carry "overrides" (a group given at create): applied
+once the datastore runs, restarting it if a restart-only setting is among them.
+
 Backup jobs (a guest task, the same under every manager):
 - backup_instance (task BACKING_UP; the backup NEW then BUILDING): {"backup_id",
   "incremental": bool}
@@ -55,6 +62,8 @@ class JobKind(enum.Enum):
     DETACH_CLUSTER = "detach_cluster"
     BACKUP_INSTANCE = "backup_instance"
     DELETE_BACKUP = "delete_backup"
+    UPDATE_OVERRIDES = "update_overrides"
+    UNASSIGN_CONFIGURATION = "unassign_configuration"
 
     @property
     def is_backup(self) -> bool:

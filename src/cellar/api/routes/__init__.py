@@ -12,6 +12,7 @@ from cellar.api.routes import (
     backup_schedules,
     backups,
     clusters,
+    configurations,
     databases,
     datastores,
     events,
@@ -44,6 +45,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     backups.router,
     backup_schedules.router,
     quotas.router,
+    configurations.router,
 )
 
 __all__ = ["ROUTERS", "guest", "stacks", "versions"]

@@ -1,6 +1,6 @@
 """`/instances`: create (200, BUILD; with `replica_of`, replicas), list with pagination
-(also as Trove's `/instances/detail`), show, update (rename; detach a replica), delete
-(202)."""
+(also as Trove's `/instances/detail`), show, update (PUT or PATCH: rename; detach a
+replica; attach or detach a configuration group), delete (202)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy.orm import Session
 
-from cellar.api import cluster_provisioning, restores
+from cellar.api import cluster_provisioning, configurations, restores
 from cellar.api.auth import Ctx
 from cellar.api.deps import ApiState, Links, State
 from cellar.api.provisioning import provision
@@ -132,8 +132,11 @@ def show_instance(instance_id: str, ctx: Ctx, state: State, linker: Links) -> In
         row = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
         label = _label(session, row)
         replicas = repo.replicas_of(session, instance_id=row.id)
+        group = configurations.group_name(session, row)
     timeout = state.settings.guest_heartbeat_timeout_s
     view = instance_view(row, label, linker, heartbeat_timeout_s=timeout, replicas=replicas)
+    if view.configuration is not None and group is not None:
+        view.configuration["name"] = group
     window = _window(state, archive_id(row.id, row.cluster_id))
     if window is not None:
         view.restorable_from, view.restorable_until = restores.window_bounds(window)
@@ -153,24 +156,34 @@ def _window(state: ApiState, archive: str) -> RestorableWindow | None:
         return None
 
 
+@router.put("/instances/{instance_id}", status_code=202)
 @router.patch("/instances/{instance_id}", status_code=202)
 def update_instance(
     instance_id: str, ctx: Ctx, state: State, body: Annotated[Any, Body()] = None
 ) -> Response:
-    """Trove's `PATCH /instances/{id}`: `{"instance": {"replica_of": null}}` detaches a
-    replica (it is promoted into an instance of its own); a `name` renames."""
+    """Trove's `PUT /instances/{id}` (`PATCH`, its deprecated alias, does the same): a
+    `name` renames; besides it one change at a time: `{"replica_of": null}` detaches a
+    replica (promoted into an instance of its own), `configuration` attaches a
+    configuration group (null detaches it), and an empty `instance` detaches it too."""
     update = parse(InstanceUpdateRequest, body, "").instance
+    given = update.model_fields_set
+    if len(given - {"name"}) > 1:
+        raise BadRequest("instance", "only one attribute (besides name) may change at a time")
     with transaction(state.sessions) as session:
         row = repo.get_instance(session, instance_id=instance_id, project_id=ctx.scope)
         if update.name is not None:
             row.name = update.name
-        if "replica_of" in update.model_fields_set:
+        if "replica_of" in given:
             if update.replica_of is not None:
                 raise BadRequest(
                     "instance.replica_of",
                     "only null (detach) is accepted here; create a replica with replica_of",
                 )
             detach(session, replica=row)
+        if "configuration" in given or not given:
+            configurations.change_configuration(
+                session, row, update.configuration, project_id=row.tenant_id
+            )
     return Response(status_code=202)
 
 

@@ -61,6 +61,8 @@ class InstanceView(View):
     restorable_from: str | None = omitted_if_none()
     restorable_until: str | None = omitted_if_none()
     fault: FaultView | None = omitted_if_none()
+    # The attached configuration group (Trove's), {id, links}.
+    configuration: dict[str, Any] | None = omitted_if_none()
 
 
 class InstanceEnvelope(View):
@@ -131,4 +133,12 @@ def instance_view(
         replicas=[{"id": r, "links": linker.links(row.tenant_id, "instances", r)} for r in replicas]
         or None,
         fault=fault,
+        configuration=(
+            {
+                "id": row.configuration_id,
+                "links": linker.links(row.tenant_id, "configurations", row.configuration_id),
+            }
+            if row.configuration_id
+            else None
+        ),
     )

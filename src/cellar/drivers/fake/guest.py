@@ -19,6 +19,7 @@ from contextlib import AbstractContextManager
 
 from cellar.domain.accounts import SUPERUSER, DatabaseInfo, UserInfo
 from cellar.domain.backups import RepositoryAccess, RestoreTarget
+from cellar.domain.parameters import load_catalogue
 from cellar.domain.replication import ReplicaLag, ReplicationSpec, ReplicationStatus, Role
 from cellar.domain.specs import DatabaseSpec, InstanceSpec, UserSpec
 from cellar.domain.status import ServerStatus, ServiceStatus
@@ -178,7 +179,33 @@ class FakeGuest(GuestDriver):
     def restart(self, instance_id: str) -> None:
         with self._call("restart") as tx:
             guest, _ = self._reachable(tx, instance_id)
+            # The restart-only settings take their file's values.
+            overrides = dict(guest.data.get("overrides") or {})
+            tx.update(guest.changed(started=overrides, started_at=tx.now))
+            guest = tx.get(GUEST, _key(instance_id)) or guest
             self._become(tx, guest, ServiceStatus.RUNNING, ServiceStatus.SHUTDOWN)
+
+    # Configuration groups: the overrides "file" and, for the settings PostgreSQL takes
+    # only at a start, the values the datastore started with (`started`).
+
+    def update_overrides(self, instance_id: str, values: dict[str, str]) -> list[str]:
+        with self._call("update_overrides") as tx:
+            guest, server = self._reachable(tx, instance_id)
+            started = _started(guest, server, tx.now)
+            tx.update(guest.changed(overrides=dict(values), started=started, started_at=tx.now))
+            return _pending_restart(guest.data, values, started)
+
+    def unassign_configuration(self, instance_id: str) -> list[str]:
+        return self.update_overrides(instance_id, {})
+
+    def configuration(self, instance_id: str) -> dict[str, str]:
+        with self._call("configuration") as tx:
+            guest, server = self._reachable(tx, instance_id)
+            overrides = dict(guest.data.get("overrides") or {})
+            started = _started(guest, server, tx.now)
+            static = _restart_only(guest.data)
+            live = {k: v for k, v in overrides.items() if k not in static}
+            return {**live, **{k: v for k, v in started.items() if k in static}}
 
     def resize_fs(self, instance_id: str) -> None:
         with self._call("resize_fs") as tx:
@@ -385,6 +412,28 @@ class FakeGuest(GuestDriver):
         if meanwhile is not None:
             changes = settle_in(meanwhile.value, tx.now, self._cloud.latency_s)
         tx.update(guest.changed(status=status.value, changed_at=tx.now, **changes))
+
+
+def _restart_only(data: JSON) -> set[str]:
+    catalogue = load_catalogue(str(data.get("datastore")), str(data.get("datastore_version")))
+    return {n for n, p in (catalogue or {}).items() if p.restart_required}
+
+
+def _started(guest: Row, server: Row, now: float) -> dict[str, str]:
+    """The overrides the datastore last started with: a reboot of its server since the
+    last restart or change starts it with the current ones."""
+    boot_at = server.data.get("boot_at")
+    if boot_at is not None and float(guest.data.get("started_at") or 0.0) < boot_at <= now:
+        return dict(guest.data.get("overrides") or {})
+    return dict(guest.data.get("started") or {})
+
+
+def _pending_restart(data: JSON, values: dict[str, str], started: dict[str, str]) -> list[str]:
+    """The restart-only settings whose file value is not the one the datastore runs."""
+    static = _restart_only(data)
+    return sorted(
+        n for n in static & (set(values) | set(started)) if values.get(n) != started.get(n)
+    )
 
 
 def set_wal(cloud: FakeCloud, instance_id: str, lsn: int | None) -> None:

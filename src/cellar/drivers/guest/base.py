@@ -169,6 +169,23 @@ class GuestDriver(abc.ABC):
         """The superuser no longer logs in with a password (`enable_root` gives one)."""
         raise DriverOperationNotSupported(self.name, "disable_root")
 
+    # Configuration groups: guest tasks, the same under every resource manager.
+
+    def update_overrides(self, instance_id: str, values: dict[str, str]) -> list[str]:
+        """Make `values` (postgresql.conf's form) the instance's configuration group and
+        apply at once what the datastore allows (a reload); returns the settings whose new
+        value waits for a restart (none: everything is in force)."""
+        raise DriverOperationNotSupported(self.name, "update_overrides")
+
+    def unassign_configuration(self, instance_id: str) -> list[str]:
+        """Remove the configuration group's values: every setting back to its default
+        (cellar's or the datastore's); returns the settings that wait for a restart."""
+        raise DriverOperationNotSupported(self.name, "unassign_configuration")
+
+    def configuration(self, instance_id: str) -> dict[str, str]:
+        """The settings in force that differ from the datastore's own defaults."""
+        raise DriverOperationNotSupported(self.name, "configuration")
+
     # Replication (clusters and `replica_of`).
 
     def replication_password(self, group_id: str) -> str:

@@ -453,6 +453,18 @@ class LocalGuestDriver(GuestDriver):
     def drop_replication_slot(self, instance_id: str, slot: str) -> None:
         self._command(instance_id, "/replication/slots/drop", {"slot": slot})
 
+    def update_overrides(self, instance_id: str, values: dict[str, str]) -> list[str]:
+        answer = self._command(instance_id, "/overrides", {"values": values})
+        return [str(n) for n in answer.get("pending_restart", [])]
+
+    def unassign_configuration(self, instance_id: str) -> list[str]:
+        answer = self._command(instance_id, "/overrides/unassign")
+        return [str(n) for n in answer.get("pending_restart", [])]
+
+    def configuration(self, instance_id: str) -> dict[str, str]:
+        answer = self._command(instance_id, "/configuration", method="GET")
+        return {str(k): str(v) for k, v in dict(answer.get("values", {})).items()}
+
     def stopped_lsn(self, instance_id: str) -> int:
         return int(self._command(instance_id, "/stopped_lsn", method="GET")["lsn"])
 
