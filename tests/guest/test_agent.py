@@ -25,7 +25,7 @@ from cellar.db import instances as repo
 from cellar.db.engine import transaction
 from cellar.db.models import Instance
 from cellar.domain.specs import InstanceSpec
-from cellar.domain.status import InstanceTask, ServiceStatus
+from cellar.domain.status import InstanceTask, ServerStatus, ServiceStatus
 from cellar.drivers.guest.base import GuestError, GuestStatus
 from cellar.drivers.local.guest import LocalGuestDriver
 from cellar.guest.pgfiles import cluster_processes
@@ -221,16 +221,22 @@ def test_a_rebooted_server_starts_its_datastore_and_silence_shows(server: Server
     with server.connect() as conn:
         conn.execute("CREATE TABLE notes AS SELECT 7 AS x")
     with transaction(server.sessions) as session:
-        repo.change_task(session, instance_id=iid, target=InstanceTask.NONE)
+        repo.change_task(
+            session, instance_id=iid, target=InstanceTask.NONE,
+            server_status=ServerStatus.ACTIVE.value,
+        )  # fmt: skip
     token = issue(server.sessions)
     url = f"{server.api}/v1.0/p1/instances/{iid}"
 
     def shown() -> str:
+        """The datastore's state as the user sees it (Trove's `operating_status`: the
+        instance's `status` stays ACTIVE, from its task and its server)."""
         response = httpx.get(url, headers={"X-Auth-Token": token})
         assert response.status_code == 200, response.text
-        return str(response.json()["instance"]["status"])
+        assert response.json()["instance"]["status"] == "ACTIVE", response.text
+        return str(response.json()["instance"]["operating_status"])
 
-    wait_until(shown, lambda s: s == "ACTIVE", "ACTIVE while the guest reports")
+    wait_until(shown, lambda s: s == "HEALTHY", "HEALTHY while the guest reports")
 
     # The server reboots: every process in it dies at once.
     server.agent.kill()
@@ -244,4 +250,4 @@ def test_a_rebooted_server_starts_its_datastore_and_silence_shows(server: Server
     server.wait_service(RUNNING)
     with server.connect() as conn:
         assert conn.execute("SELECT x FROM notes").fetchall() == [(7,)]
-    wait_until(shown, lambda s: s == "ACTIVE", "ACTIVE once the guest reports again")
+    wait_until(shown, lambda s: s == "HEALTHY", "HEALTHY once the guest reports again")
