@@ -8,11 +8,14 @@ Each command runs unmodified as a subprocess; each test asserts what the user se
 command's output, `-f json` where its values matter) and the state it leaves (the
 instance as listed, the fake cloud's calls).
 
-Not here yet, built in parallel on other branches: `database configuration ...`,
-`database db ...`, `database user ...`, `database root ...` and `instance create
---configuration` (to be added to this suite when they land), and the commands that send
-Trove's `PUT /instances/{id}` (`instance update`, `instance detach`), which comes with
-the configuration groups.
+The tests that need no cloud of their own share one `cellar serve` (`shared`) and one
+instance on it (`pg`): each `openstack` run costs ~1.5 s of the client's start, so state the
+CLI has already shown is read back from cellar's API instead.
+
+python-troveclient 8.11 has no `configuration unset`: `configuration set` (PUT) replaces a
+group's values and `configuration parameter set` (PATCH) merges into them; both take the
+group's id, never its name (the client looks none up, as Trove answers 404 for a name).
+`instance create --configuration` takes an id too.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,21 +102,37 @@ class Cloud:
             timeout=60,
         )
 
+    def get(self, path: str) -> Any:
+        """What cellar's API answers (state the CLI need not show once more)."""
+        with self.served.client() as http:
+            r = http.get(path)
+            return r.json() if r.status_code == 200 else r.status_code
+
+    def overrides(self, instance_id: str) -> dict[str, Any]:
+        """The settings the fake guest's overrides file holds."""
+        cloud = FakeCloud(self.fake)
+        try:
+            guest = cloud.peek("guest", f"guest:{instance_id}")
+        finally:
+            cloud.close()
+        assert guest is not None
+        return dict(guest.get("overrides") or {})
+
     def live_ids(self) -> list[str]:
         with self.served.client() as http:
             return [i["id"] for i in http.get("/instances").json()["instances"]]
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[Cloud]:
+@contextmanager
+def served_cloud(state: Path) -> Iterator[Cloud]:
     # A Keystone-like project id: the quota commands take a UUID-like one as is, and look
     # any other name up in Keystone.
     project = uuid.uuid4().hex
-    env = cellar_env(tmp_path, CELLAR_BACKEND="fake")
+    env = cellar_env(state, CELLAR_BACKEND="fake")
     issued = cellar(env, "token", "issue", "--project", project, "--admin")
     assert issued.returncode == 0, issued.stderr
     admin_token = issued.stdout.strip().splitlines()[-1]
-    home = tmp_path / "home"
+    home = state / "home"
     home.mkdir()
     with serving(env, project=project) as served:
         endpoint = f"{served.url}/v1.0/{project}"
@@ -120,8 +140,32 @@ def cloud(tmp_path: Path) -> Iterator[Cloud]:
             served=served,
             user=Cli(endpoint, served.token, home),
             admin=Cli(endpoint, admin_token, home),
-            fake=tmp_path / "fake-cloud.sqlite",
+            fake=state / "fake-cloud.sqlite",
         )
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[Cloud]:
+    with served_cloud(tmp_path) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
+    """One `cellar serve` for the tests that need no cloud of their own."""
+    with served_cloud(tmp_path_factory.mktemp("shared")) as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+def pg(shared: Cloud) -> str:
+    """One ACTIVE instance of `shared`, with a database and a user (the id)."""
+    iid: str = shared.user.json(
+        "database", "instance", "create", "pg", "--flavor", "1", "--size", "1",
+        "--databases", "orders", "--users", "app:s3cret-pw",
+    )["id"]  # fmt: skip
+    shared.wait_for(iid, "ACTIVE")
+    return iid
 
 
 def fields(rows: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
@@ -318,3 +362,201 @@ def test_an_admin_lists_every_project(cloud: Cloud, tmp_path: Path) -> None:
     assert every["theirs"]["Tenant ID"] == other
     only = cloud.admin.json("database", "instance", "list", "--project-id", other)
     assert [i["Name"] for i in only] == ["theirs"]
+
+
+def test_configuration_parameters(shared: Cloud) -> None:
+    listed = shared.user.json(
+        "database", "configuration", "parameter", "list", "15", "--datastore", "postgresql"
+    )
+    params = fields(listed, "Name")
+    assert params["work_mem"] == {
+        "Name": "work_mem",
+        "Type": "integer",
+        "Min Size": 64,
+        "Max Size": 2147483647,
+        "Restart Required": False,
+    }
+    assert params["max_connections"]["Restart Required"] is True
+    assert "shared_preload_libraries" not in params  # the operator's, not a tenant's
+    shown = shared.user.json(
+        "database", "configuration", "parameter", "show", "15", "work_mem",
+        "--datastore", "postgresql",
+    )  # fmt: skip
+    assert (shown["name"], shown["type"], shown["unit"]) == ("work_mem", "integer", "kB")
+    assert (shown["min"], shown["restart_required"]) == (64, False)
+    missing = shared.user.fails(
+        "database", "configuration", "parameter", "show", "15", "nope",
+        "--datastore", "postgresql",
+    )  # fmt: skip
+    assert "Configuration parameter nope could not be found. (HTTP 404)" in missing
+
+
+def test_configuration_groups(shared: Cloud) -> None:
+    created = shared.user.json(
+        "database", "configuration", "create", "tuned", '{"work_mem": "8MB"}',
+        "--datastore", "postgresql", "--datastore-version", "15",
+        "--description", "for reports",
+    )  # fmt: skip
+    cid = created["id"]
+    assert (created["name"], created["description"]) == ("tuned", "for reports")
+    assert (created["datastore_name"], created["datastore_version_name"]) == ("postgresql", "15")
+    assert (json.loads(created["values"]), created["instance_count"]) == ({"work_mem": "8MB"}, 0)
+    listed = fields(shared.user.json("database", "configuration", "list"), "Name")["tuned"]
+    assert (listed["ID"], listed["Description"]) == (cid, "for reports")
+    assert (listed["Datastore Name"], listed["Datastore Version Name"]) == ("postgresql", "15")
+    for values, refusal in (
+        ('{"work_mem": "lots"}', "configuration.values.work_mem: must be an integer"),
+        ('{"shared_preload_libraries": "x"}', "shared_preload_libraries may not be set"),
+    ):
+        refused = shared.user.fails(
+            "database", "configuration", "create", "bad", values, "--datastore", "postgresql"
+        )
+        assert refusal in refused and "(HTTP 4" in refused
+    assert [c["name"] for c in shared.get("/configurations")["configurations"]] == ["tuned"]
+
+    # `parameter set` (PATCH) merges values; `set` (PUT) replaces them, and may rename.
+    # Both take the group's id: the client looks no name up.
+    shared.user.ok("database", "configuration", "parameter", "set", cid, '{"max_connections": 120}')
+    shown = shared.user.json("database", "configuration", "show", "tuned")
+    assert json.loads(shown["values"]) == {"work_mem": "8MB", "max_connections": 120}
+    shared.user.ok(
+        "database", "configuration", "set", cid, '{"work_mem": "16MB"}',
+        "--name", "reports", "--description", "for the reports",
+    )  # fmt: skip
+    shown = shared.user.json("database", "configuration", "show", cid)
+    assert (shown["name"], shown["description"]) == ("reports", "for the reports")
+    assert json.loads(shown["values"]) == {"work_mem": "16MB"}
+    by_name = shared.user.fails("database", "configuration", "set", "reports", "{}")
+    assert "Configuration group reports could not be found. (HTTP 404)" in by_name
+
+    # An instance created with the group (by id, as the client takes it) runs its values.
+    iid = shared.user.json(
+        "database", "instance", "create", "rep", "--flavor", "1", "--size", "1",
+        "--configuration", cid,
+    )["id"]  # fmt: skip
+    shared.wait_for(iid, "ACTIVE")
+    assert shared.instance(iid)["configuration"]["id"] == cid
+    assert shared.overrides(iid) == {"work_mem": "16MB"}
+    attached = shared.user.json("database", "configuration", "instances", "reports")
+    assert attached == [{"ID": iid, "Name": "rep"}]
+    assert shared.user.json("database", "configuration", "show", cid)["instance_count"] == 1
+    assert shared.user.json("database", "configuration", "default", "rep") == {"work_mem": "16MB"}
+
+    # A change to the group goes to its instances; a restart-only setting asks a restart.
+    shared.user.ok("database", "configuration", "parameter", "set", cid, '{"max_connections": 150}')
+    shared.wait_for(iid, "RESTART_REQUIRED")
+    assert shared.overrides(iid) == {"work_mem": "16MB", "max_connections": "150"}
+    shared.user.ok("database", "instance", "restart", "rep")
+    shared.wait_for(iid, "ACTIVE")
+
+    in_use = shared.user.fails("database", "configuration", "delete", "reports")
+    assert "is attached to 1 instances" in in_use and "(HTTP 400)" in in_use
+    twice = shared.user.fails("database", "configuration", "attach", "rep", "reports")
+    assert "already has configuration group" in twice and "(HTTP 422)" in twice
+
+    # Detach and attach, by the configuration commands and by `instance update`.
+    shared.user.ok("database", "configuration", "detach", "rep")
+    wait_until("the detach", lambda: "configuration" not in shared.instance(iid), timeout=60)
+    wait_until("the overrides to go", lambda: shared.overrides(iid) == {}, timeout=60)
+    assert shared.get(f"/configurations/{cid}/instances")["instances"] == []
+    shared.user.ok("database", "configuration", "attach", "rep", "reports")
+    wait_until(
+        "the attach",
+        lambda: shared.instance(iid).get("configuration", {}).get("id") == cid,
+        timeout=60,
+    )
+    wait_until("the overrides", lambda: shared.overrides(iid) != {}, timeout=60)
+    shared.user.ok("database", "instance", "update", "rep", "--remove-configuration")
+    wait_until("the detach", lambda: "configuration" not in shared.instance(iid), timeout=60)
+    shared.user.ok("database", "instance", "update", "rep", "--configuration", cid)
+    wait_until("the attach", lambda: "configuration" in shared.instance(iid), timeout=60)
+    shared.user.ok("database", "configuration", "detach", "rep")
+    wait_until("the detach", lambda: "configuration" not in shared.instance(iid), timeout=60)
+
+    shared.user.ok("database", "configuration", "delete", "reports")
+    assert shared.user.json("database", "configuration", "list") == []
+    assert shared.get(f"/configurations/{cid}") == 404
+
+
+def test_instance_update_and_replica_detach(shared: Cloud, pg: str) -> None:
+    # `instance update --name` (PUT /instances/{id}), then back.
+    shared.user.ok("database", "instance", "update", "pg", "--name", "pg-renamed")
+    assert shared.user.json("database", "instance", "show", pg)["name"] == "pg-renamed"
+    assert shared.instance(pg)["name"] == "pg-renamed"
+    shared.user.ok("database", "instance", "update", pg, "--name", "pg")
+    assert shared.instance(pg)["name"] == "pg"
+
+    # `instance detach` (PUT with replica_of null): the replica stands on its own.
+    replica = shared.user.json("database", "instance", "create", "pg-r", "--replica-of", "pg")
+    shared.wait_for(replica["id"], "ACTIVE")
+    not_one = shared.user.fails("database", "instance", "detach", "pg")
+    assert f"instance {pg} is not a replica (HTTP 400)" in not_one
+    shared.user.ok("database", "instance", "detach", "pg-r")
+    wait_until(
+        "the detach",
+        lambda: (
+            "replica_of" not in shared.instance(replica["id"])
+            and shared.instance(replica["id"])["status"] == "ACTIVE"
+        ),
+        timeout=60,
+    )
+    roles = {i["Name"]: i["Role"] for i in shared.user.json("database", "instance", "list")}
+    assert (roles["pg"], roles["pg-r"]) == ("", "")
+    assert "replicas" not in shared.user.json("database", "instance", "show", "pg")
+    shared.user.ok("database", "instance", "delete", "pg-r")
+    wait_until("pg-r to be gone", lambda: replica["id"] not in shared.live_ids(), timeout=60)
+
+
+def test_databases_and_users(shared: Cloud, pg: str) -> None:
+    def names(*args: str) -> list[str]:
+        return [row["Name"] for row in shared.user.json("database", *args)]
+
+    def access(user: str) -> list[str]:
+        return [
+            d["name"] for d in shared.get(f"/instances/{pg}/users/{user}/databases")["databases"]
+        ]
+
+    assert names("db", "list", "pg") == ["orders"]
+    assert shared.user.ok("database", "db", "create", "pg", "stock") == ""
+    shared.user.ok("database", "db", "create", "pg", "tmp")
+    shared.user.ok("database", "db", "delete", "pg", "tmp")
+    assert names("db", "list", "pg") == ["orders", "stock"]
+
+    (app,) = shared.user.json("database", "user", "list", "pg")
+    assert app == {"Name": "app", "Host": "%", "Databases": "orders"}
+    shown = shared.user.json("database", "user", "show", "pg", "app")
+    assert shown == {"name": "app", "host": "%", "databases": [{"name": "orders"}]}
+
+    shared.user.ok("database", "user", "create", "pg", "reader", "s3cret-2", "--databases", "stock")
+    assert names("user", "show", "access", "pg", "reader") == ["stock"]
+    shared.user.ok("database", "user", "grant", "access", "pg", "reader", "orders")
+    assert access("reader") == ["orders", "stock"]
+    shared.user.ok("database", "user", "revoke", "access", "pg", "reader", "stock")
+    assert access("reader") == ["orders"]
+    again = shared.user.fails("database", "user", "create", "pg", "reader", "pw-3")
+    assert "reader" in again and "(HTTP 4" in again
+
+    updates = shared.calls("guest.update_user")
+    shared.user.ok(
+        "database", "user", "update", "attributes", "pg", "reader", "--new_password", "n3w-pw"
+    )
+    shared.user.ok(
+        "database", "user", "update", "attributes", "pg", "reader", "--new_name", "analyst"
+    )
+    assert shared.calls("guest.update_user") == updates + 2
+    assert names("user", "list", "pg") == ["analyst", "app"]
+    assert access("analyst") == ["orders"]
+    shared.user.ok("database", "user", "delete", "pg", "analyst")
+    assert [u["name"] for u in shared.get(f"/instances/{pg}/users")["users"]] == ["app"]
+    assert shared.get(f"/instances/{pg}/users/analyst") == 404
+
+
+def test_root(shared: Cloud, pg: str) -> None:
+    assert shared.user.json("database", "root", "show", "pg") == {"is_root_enabled": False}
+    enabled = shared.user.json("database", "root", "enable", "pg")
+    assert len(enabled["password"]) >= 16
+    assert shared.user.json("database", "root", "show", "pg") == {"is_root_enabled": True}
+    chosen = shared.user.json("database", "root", "enable", "pg", "--root_password", "r00t-pw")
+    assert chosen == {"name": "postgres", "password": "r00t-pw"}
+    assert shared.user.ok("database", "root", "disable", "pg") == ""
+    assert shared.user.json("database", "root", "show", "pg") == {"is_root_enabled": False}

@@ -344,6 +344,37 @@ def test_a_replication_group_takes_no_standby_limit(plane: ControlPlane) -> None
     assert shown["values"] == {"work_mem": "8MB"}
 
 
+def test_a_primary_left_alone_takes_any_value(plane: ControlPlane) -> None:
+    """Once its last replica is detached, a primary has no standby to keep up with."""
+    primary = active(plane)
+    r = plane.http.post(
+        plane.url("/instances"), json={"instance": {"name": "r1", "replica_of": primary}}
+    )
+    assert r.status_code == 200, r.text
+    replica = r.json()["instance"]["id"]
+    plane.run()
+    r = plane.http.put(plane.url(f"/instances/{replica}"), json={"instance": {"replica_of": None}})
+    assert r.status_code == 202, r.text
+    plane.run()
+    assert "replicas" not in plane.show(primary)
+    group = make_group(plane, {"max_connections": 150})
+    attach(plane, primary, group["id"])
+    plane.run()
+    r = plane.http.patch(
+        plane.url(f"/configurations/{group['id']}"),
+        json={"configuration": {"values": {"max_locks_per_transaction": 128}}},
+    )
+    assert r.status_code == 200, r.text
+    plane.run()
+    assert plane.show(primary)["status"] == "RESTART_REQUIRED"
+    plane.action(primary, {"restart": {}})
+    plane.run()
+    assert in_force(plane, primary) == {
+        "max_connections": "150",
+        "max_locks_per_transaction": "128",
+    }
+
+
 def test_new_replicas_and_members_get_the_primarys_group(plane: ControlPlane) -> None:
     primary = active(plane)
     group = make_group(plane, {"work_mem": "8MB", "max_connections": 150})

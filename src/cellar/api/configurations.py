@@ -50,9 +50,11 @@ def members(session: Session, row: Instance) -> list[Instance]:
     return list(clusters_repo.members(session, cluster_id=row.cluster_id))
 
 
-def check_for_group(values: dict[str, Any], targets: list[Instance]) -> None:
-    """A replication group's members take no value of what a standby must match."""
-    if not any(t.cluster_id is not None for t in targets):
+def check_for_group(session: Session, values: dict[str, Any], targets: list[Instance]) -> None:
+    """A replication group's members take no value of what a standby must match (a
+    primary whose replicas were all detached has no standby: it takes any)."""
+    groups = {t.cluster_id for t in targets if t.cluster_id is not None}
+    if not any(len(clusters_repo.members(session, cluster_id=g)) > 1 for g in groups):
         return
     limited = sorted(STANDBY_LIMITS & {name.lower() for name in values})
     if limited:
@@ -87,7 +89,7 @@ def attach(session: Session, *, row: Instance, group: Configuration) -> None:
     targets = members(session, row)
     for member in targets:
         _check_idle(member)
-    check_for_group(group.values, targets)
+    check_for_group(session, group.values, targets)
     values = checked_values(
         session, version_id=group.datastore_version_id, values=group.values, field="values"
     )
@@ -118,7 +120,7 @@ def refresh(session: Session, *, group: Configuration) -> None:
         session, version_id=group.datastore_version_id, values=group.values, field="values"
     )
     attached = repo.attached_instances(session, configuration_id=group.id)
-    check_for_group(group.values, attached)
+    check_for_group(session, group.values, attached)
     for member in attached:
         if member.task_status == InstanceTask.DELETING.value:
             continue
