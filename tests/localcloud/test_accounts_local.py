@@ -108,7 +108,8 @@ def test_users_databases_and_root_on_postgresql(local_env: dict[str, str]) -> No
         assert "password authentication failed" in refused(
             address, root["name"], root["password"], "postgres"
         )
-        assert ok(http.get(f"{base}/root"), 200).json() == {"rootEnabled": False}
+        # Whether root was ever enabled (Trove's history): a disable leaves it.
+        assert ok(http.get(f"{base}/root"), 200).json() == {"rootEnabled": True}
 
         ok(http.delete(f"{base}/databases/shop"))
         assert ok(http.get(f"{base}/databases"), 200).json() == {"databases": [{"name": "app"}]}

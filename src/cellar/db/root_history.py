@@ -24,15 +24,15 @@ def group_of(session: Session, *, instance_id: str) -> list[str]:
 
 
 def root_enabled(session: Session, *, instance_id: str) -> bool:
-    """Enabled, and not disabled since (Trove's `Root.load`)."""
-    row = session.get(RootEnabledHistory, instance_id)
-    return row is not None and (row.deleted_at is None or row.deleted_at <= row.created)
+    """Whether root was ever enabled on the instance (Trove's `Root.load`: its history
+    has a row; a disable does not take it away). `deleted_at` records the last disable."""
+    return session.get(RootEnabledHistory, instance_id) is not None
 
 
 def record_enabled(session: Session, *, instance_ids: Iterable[str], user: str) -> None:
     for instance_id in instance_ids:
         row = session.get(RootEnabledHistory, instance_id)
-        if row is not None and root_enabled(session, instance_id=instance_id):
+        if row is not None and row.deleted_at is None:
             continue
         if row is None:
             row = RootEnabledHistory(instance_id=instance_id)

@@ -2,7 +2,8 @@
 
     POST   200 {"user": {"name", "password"}}: the datastore's superuser gets a password
            (a new random one, or the body's `{"password"}`) that works over the network
-    GET    200 {"rootEnabled": bool}: enabled, and not disabled since (Trove's history)
+    GET    200 {"rootEnabled": bool}: whether root was ever enabled (Trove's history; a
+           disable does not take it back, as in Trove's `Root.load`)
     DELETE 204: the superuser's password is taken away; 404 if root was never enabled
 
 The password is returned to this caller once; the control plane stores and logs it
