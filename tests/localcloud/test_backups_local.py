@@ -38,7 +38,7 @@ def backup(http: httpx.Client, iid: str, name: str, **extra: Any) -> dict[str, A
 def completed(http: httpx.Client, bid: str) -> dict[str, Any]:
     def done() -> bool:
         found = http.get(f"/backups/{bid}").json()["backup"]
-        assert found["status"] != "FAILED", found
+        assert found["status"] != "FAILED", found.get("fail_reason")
         return bool(found["status"] == "COMPLETED")
 
     wait_until(f"backup {bid}", done, timeout=300, every=0.3)

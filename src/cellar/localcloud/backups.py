@@ -96,7 +96,7 @@ GUEST_PORT = BACKUP_GUEST_PORT
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 COMMAND_TIMEOUT_S = 600.0
 # How long a backup waits for the guest's pgBackRest server (its agent restarts a dead one).
-GUEST_SERVER_WAIT_S = 3.0
+GUEST_SERVER_WAIT_S = 15.0
 # How often a running backup's percent is asked of pgBackRest (`backup_progress`).
 PERCENT_EVERY_S = 1.0
 _COMMIT = re.compile(r"desc: (?:COMMIT|ABORT) (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?) UTC")
@@ -402,15 +402,23 @@ class BackupRepository:
         """Detached (`python -m cellar.localcloud.backups`), idempotent per backup id;
         the files copied from `source` (a standby of `primary`) when it is given."""
         job = self.jobs / f"{safe_name(backup_id)}.json"
+        # The guests' servers are waited for before the lock (other instances' calls
+        # take it): one restarted with its datastore (a reboot, a resize) may take a few
+        # seconds to listen on a busy host.
+        hosts = [self.host(stanza, member) for member in dict.fromkeys((primary, source))]
+        answering = {
+            (h["address"], int(h["guest_port"])): _answers_within(
+                h["address"], int(h["guest_port"]), GUEST_SERVER_WAIT_S
+            )
+            for h in hosts
+        }
         with file_lock(self.root.parent / "locks" / "backups.lock"):
             if job.exists() and (_alive(read_job(job).get("pid")) or "state" in read_job(job)):
                 return
             if any(s.backup_id == backup_id for s in self.backup_sets(stanza)):
                 return
-            for member in dict.fromkeys((primary, source)):
-                host = self.host(stanza, member)
-                address, port = host["address"], int(host["guest_port"])
-                if not _answers_within(address, port, GUEST_SERVER_WAIT_S):
+            for (address, port), answers in answering.items():
+                if not answers:
                     # A stopped datastore stops its guest's pgBackRest server too, and the
                     # guest agent starts a dead one again within a second: fail now
                     # rather than after pgBackRest's minute of connection retries.
